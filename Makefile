@@ -1,0 +1,46 @@
+# WidgetApp Streaming: `make run` serves the demo, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WORKERS ?= 2
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+PYTEST_ARGS ?=
+
+.PHONY: run test lint venv services chromium migrate seed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+services:
+	./scripts/ensure-services.sh
+
+chromium:
+	./scripts/ensure-chromium.sh
+
+migrate: venv
+	DJANGO_DEBUG=1 $(PY) manage.py migrate --noinput
+
+seed: migrate
+	DJANGO_DEBUG=1 $(PY) manage.py seed_demo
+
+## Embedded default: SQLite + in-memory layer, one daphne process on http://127.0.0.1:8000.
+run: seed
+	DJANGO_DEBUG=1 $(VENV)/bin/daphne -b $(HOST) -p $(PORT) --websocket_timeout -1 \
+		--websocket-max-message-size 65536 widgetapp.asgi:application
+
+## The whole suite against real PostgreSQL and Redis (and Chromium for the browser tests).
+test: venv services chromium
+	DJANGO_DEBUG=1 DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+		$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

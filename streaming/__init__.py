@@ -1,0 +1,1 @@
+"""The streaming engine: one websocket multiplexing services, with ordered, resumable delivery."""

@@ -1,0 +1,99 @@
+"""The namespaced STREAMING settings with documented defaults, read lazily."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+
+#: Every STREAMING key, its default, and what it means. Unknown keys are an error.
+DEFAULTS: dict[str, Any] = {
+    # Redis URL for stream history and cross-worker fan-out; empty = in-process (embedded default).
+    "REDIS_URL": "",
+    # Prefix of every Redis key this project writes; tests use a unique one per test.
+    "REDIS_PREFIX": "widgetapp",
+    # Origins allowed to open a browser websocket (exact scheme://host[:port] matches).
+    "ALLOWED_ORIGINS": ["http://127.0.0.1:8000", "http://localhost:8000"],
+    # Accept ?access_token= on the websocket URL. Off: URLs end up in logs.
+    "ALLOW_QUERY_STRING_TOKEN": False,
+    # Seconds a client has to send its first `auth` message.
+    "AUTH_TIMEOUT": 10.0,
+    # Seconds between server heartbeats (`ping` sent by the server; the client answers `pong`).
+    "HEARTBEAT_INTERVAL": 25.0,
+    # Seconds before token expiry at which the server sends `token_expiring`.
+    "TOKEN_EXPIRY_WARNING": 60.0,
+    # Seconds a verified token is cached per worker (revocation is pushed, so this is safe).
+    "TOKEN_CACHE_SECONDS": 30.0,
+    # History retention per stream: keep the last N events and everything younger than S seconds.
+    "HISTORY_MAX_EVENTS": 1000,
+    "HISTORY_MIN_SECONDS": 600,
+    # Hard cap on events kept per stream, whatever their age (protects Redis memory).
+    "HISTORY_HARD_MAX_EVENTS": 100_000,
+    # Largest client frame in bytes; bigger closes with 4009.
+    "MAX_FRAME_BYTES": 64 * 1024,
+    # Client messages per second per connection (token bucket rate and burst).
+    "MESSAGES_PER_SECOND": 20.0,
+    "MESSAGES_BURST": 40,
+    # Rate-limited messages in a row after which the connection is closed with 4429.
+    "RATE_LIMIT_STRIKES": 50,
+    # Invalid messages in a row after which the connection is closed with 4400.
+    "INVALID_MESSAGE_STRIKES": 20,
+    # Subscriptions one connection may hold.
+    "MAX_SUBSCRIPTIONS": 50,
+    # Open connections one user (or client-credentials application) may hold.
+    "MAX_CONNECTIONS_PER_USER": 20,
+    # Open connections one worker accepts before answering 4013 (admission control).
+    "MAX_CONNECTIONS_PER_WORKER": 10_000,
+    # Bytes queued towards one client before it is disconnected with 4013 (slow reader).
+    "MAX_OUTBOUND_BYTES": 1024 * 1024,
+    # Retry hint sent with 4013 closes, in milliseconds.
+    "OVERLOAD_RETRY_MS": 2000,
+    # Drain window: a draining worker spreads its 4012 closes over this many seconds.
+    "DRAIN_SECONDS": 5.0,
+    # Seconds between worker heartbeats (load snapshot, session flush, sweep of dead workers).
+    "WORKER_HEARTBEAT": 2.0,
+    # A worker whose heartbeat is older than this is dead; its sessions get closed.
+    "WORKER_STALE_SECONDS": 15.0,
+    # Retention of closed sessions, load samples and audit rows, in days.
+    "SESSION_RETENTION_DAYS": 7,
+    "LOAD_SAMPLE_RETENTION_DAYS": 2,
+    "AUDIT_RETENTION_DAYS": 90,
+}
+
+
+class StreamingSettings:
+    """Attribute access to STREAMING with defaults; reloaded when tests override settings."""
+
+    def __init__(self, defaults: dict[str, Any]) -> None:
+        self.defaults = defaults
+        self._cached: dict[str, Any] | None = None
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        if self._cached is None:
+            configured = getattr(django_settings, "STREAMING", {}) or {}
+            unknown = set(configured) - set(self.defaults)
+            if unknown:
+                raise AttributeError(f"Unknown STREAMING setting(s): {', '.join(sorted(unknown))}")
+            self._cached = {**self.defaults, **configured}
+        return self._cached
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self.defaults:
+            raise AttributeError(f"Invalid STREAMING setting: {name!r}")
+        return self.user_settings[name]
+
+    def reload(self) -> None:
+        self._cached = None
+
+
+streaming_settings = StreamingSettings(DEFAULTS)
+
+
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting == "STREAMING":
+        streaming_settings.reload()
+
+
+setting_changed.connect(_reload)

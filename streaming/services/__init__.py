@@ -1,0 +1,70 @@
+"""Service registry: a service is a class registered by name; one file per service."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from streaming.protocol import FORBIDDEN, UNKNOWN_ACTION, ProtocolError
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is on a connection: the token's user (or client-credentials application) and scopes."""
+
+    user_id: int | None
+    username: str
+    is_staff: bool
+    application_id: int | None
+    scopes: frozenset[str]
+
+    def can_stream(self, service: str) -> bool:
+        return f"stream:{service}" in self.scopes
+
+    def can_publish(self, service: str) -> bool:
+        return f"publish:{service}" in self.scopes
+
+
+class Service:
+    """Base class of a streamed service. Subclasses set `name` and override the hooks they need."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    #: Only staff users may subscribe (e.g. server load).
+    staff_only: ClassVar[bool] = False
+    #: Topic used when a client names none.
+    default_topic: ClassVar[str] = "all"
+
+    def topic_for(self, principal: Principal, topic: str | None) -> str:
+        """The topic a principal may follow for `topic`; raise ProtocolError(forbidden) otherwise."""
+        return topic or self.default_topic
+
+    def check_access(self, principal: Principal) -> None:
+        if self.staff_only and not principal.is_staff:
+            raise ProtocolError(FORBIDDEN, f"Service {self.name!r} is for staff only.")
+
+    async def request(self, principal: Principal, action: str, data: Any) -> Any:
+        """Answer a `request` message; the default service has no actions."""
+        raise ProtocolError(UNKNOWN_ACTION, f"Service {self.name!r} has no action {action[:40]!r}.")
+
+
+_registry: dict[str, Service] = {}
+
+
+def register(cls: type[Service]) -> type[Service]:
+    """Class decorator: make a service available under its `name`."""
+    _registry[cls.name] = cls()
+    return cls
+
+
+def get(name: str) -> Service | None:
+    return _registry.get(name)
+
+
+def names() -> list[str]:
+    return sorted(_registry)
+
+
+def all_services() -> Iterator[Service]:
+    return iter(_registry[n] for n in names())

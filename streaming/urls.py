@@ -1,0 +1,9 @@
+"""HTTP endpoints of the streaming engine."""
+
+from django.urls import path
+
+from streaming import views
+
+urlpatterns = [
+    path("healthz", views.healthz, name="healthz"),
+]

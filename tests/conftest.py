@@ -1,0 +1,51 @@
+"""Shared fixtures: per-test Redis prefixes, real daphne workers."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from django.conf import settings
+
+from tests.servers import DaphneProcess
+
+
+@pytest.fixture
+def redis_prefix(settings) -> Iterator[str]:  # noqa: F811 - pytest-django's settings fixture
+    """Isolate Redis per test with a unique key prefix; its keys are deleted afterwards."""
+    prefix = f"test:{uuid.uuid4().hex[:12]}"
+    settings.STREAMING = {**settings.STREAMING, "REDIS_PREFIX": prefix}
+    yield prefix
+    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def database_url_for_subprocess() -> str:
+    """The URL of the test database pytest-django created, for server subprocesses."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+@pytest.fixture
+def daphne_factory(tmp_path) -> Iterator:
+    """Start real daphne workers; all are stopped at the end of the test."""
+    started: list[DaphneProcess] = []
+
+    def start(env: dict[str, str] | None = None, port: int | None = None) -> DaphneProcess:
+        log = tmp_path / f"daphne-{len(started)}.log"
+        proc = DaphneProcess(env or {}, port=port, log_path=log)
+        started.append(proc)
+        return proc.start()
+
+    yield start
+    for proc in started:
+        proc.stop()

@@ -1,0 +1,1 @@
+"""WidgetApp project package: settings, ASGI entry point, URLs and the Widget domain."""

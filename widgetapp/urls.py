@@ -1,0 +1,14 @@
+"""Top-level URLs: admin, OAuth server, login, the demo page and the streaming HTTP API."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+from widgetapp import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("admin/", admin.site.urls),
+    path("o/", include("oauth2_provider.urls", namespace="oauth2_provider")),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("", include("streaming.urls")),
+]
