@@ -35,14 +35,11 @@ TOKEN_EXPIRING = "token_expiring"
 # Error codes carried by `error` messages.
 BAD_REQUEST = "bad_request"
 UNKNOWN_SERVICE = "unknown_service"
-UNKNOWN_ACTION = "unknown_action"
 FORBIDDEN = "forbidden"
 NOT_SUBSCRIBED = "not_subscribed"
-ALREADY_SUBSCRIBED = "already_subscribed"
 RATE_LIMITED = "rate_limited"
 TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
 SERVICE_DISABLED = "service_disabled"
-NOT_AUTHENTICATED = "not_authenticated"
 INTERNAL_ERROR = "internal_error"
 
 # Close codes (application range: daphne/autobahn refuse 1009/1012/1013, so they are mirrored).

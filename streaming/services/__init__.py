@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from streaming.protocol import FORBIDDEN, UNKNOWN_ACTION, ProtocolError
+from streaming.protocol import BAD_REQUEST, FORBIDDEN, ProtocolError
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +46,7 @@ class Service:
 
     async def request(self, principal: Principal, action: str, data: Any) -> Any:
         """Answer a `request` message; the default service has no actions."""
-        raise ProtocolError(UNKNOWN_ACTION, f"Service {self.name!r} has no action {action[:40]!r}.")
+        raise ProtocolError(BAD_REQUEST, f"Service {self.name!r} has no action {action[:40]!r}.")
 
 
 _registry: dict[str, Service] = {}
