@@ -129,14 +129,30 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
 OAUTH2_PROVIDER = {
+    # Issuance rules (approved groups, allowed scopes): docs/oauth.md.
+    "OAUTH2_VALIDATOR_CLASS": "accounts.oauth_validators.ApprovedGroupsValidator",
+    "SCOPES_BACKEND_CLASS": "streaming.scopes.ServiceScopes",
     "ACCESS_TOKEN_EXPIRE_SECONDS": int(os.environ.get("OAUTH_ACCESS_TOKEN_SECONDS", "900")),
     "REFRESH_TOKEN_EXPIRE_SECONDS": 14 * 24 * 3600,
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,
     "ROTATE_REFRESH_TOKEN": True,
     "REFRESH_TOKEN_REUSE_PROTECTION": True,
     "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 0,
     "PKCE_REQUIRED": True,
-    "SCOPES_BACKEND_CLASS": "streaming.scopes.ServiceScopes",
+    "ALLOW_URI_WILDCARDS": False,
     "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"] if DEBUG else ["https"],
+    # RFC 9700 (OAuth 2.0 Security BCP): every switch DOT offers, enforced.
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
+    # The dev server (DJANGO_DEBUG=1) redirects to http://127.0.0.1; production allows https only.
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": not DEBUG,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
 }
 
 # Streaming engine settings; every key and its default is documented in streaming/conf.py.

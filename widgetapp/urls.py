@@ -8,7 +8,7 @@ from widgetapp import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("admin/", admin.site.urls),
-    path("o/", include("oauth2_provider.urls", namespace="oauth2_provider")),
+    path("o/", include("accounts.oauth_urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("streaming.urls")),
 ]

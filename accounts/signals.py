@@ -1,0 +1,40 @@
+"""`approval_changed`: who may hold which scopes changed; the streaming engine re-checks sessions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.db.models.signals import m2m_changed
+from django.dispatch import Signal, receiver
+
+from accounts.models import ApprovedGroup, User
+
+#: Sent after commit with `group` (a Group) and `user_ids` (frozenset of the users whose access
+#: may have changed) when a group is approved, revoked, its services change, or members join/leave.
+approval_changed = Signal()
+
+
+def approval_announce(*, group: Group, user_ids: frozenset[int] | None = None) -> None:
+    """Send `approval_changed` once the current transaction commits (all members by default)."""
+    if user_ids is None:
+        user_ids = frozenset(group.user_set.values_list("pk", flat=True))
+    transaction.on_commit(lambda: approval_changed.send(sender=ApprovedGroup, group=group, user_ids=user_ids))
+
+
+@receiver(m2m_changed, sender=User.groups.through, dispatch_uid="accounts.membership_changed")
+def membership_changed(
+    sender: Any, instance: Any, action: str, reverse: bool, pk_set: Any, **kwargs: Any
+) -> None:
+    if action not in {"post_add", "post_remove", "pre_clear"}:
+        return
+    if reverse:  # group.user_set.add(...): instance is the group, pk_set the users
+        if ApprovedGroup.objects.filter(group=instance).exists():
+            users = frozenset(pk_set) if pk_set else None
+            approval_announce(group=instance, user_ids=users)
+        return
+    groups = Group.objects.filter(approval__isnull=False)
+    groups = groups.filter(pk__in=pk_set) if pk_set else groups.filter(user=instance)
+    for group in groups:
+        approval_announce(group=group, user_ids=frozenset({instance.pk}))
