@@ -1,0 +1,17 @@
+"""Asyncio client for the streaming websocket; its rules are described in docs/clients.md."""
+
+from streaming.client.connection import State, Stats, StreamClient, backoff_delay
+from streaming.client.errors import ClientClosed, ConnectionLost, ServerError
+from streaming.client.streams import Event, Reset
+
+__all__ = [
+    "ClientClosed",
+    "ConnectionLost",
+    "Event",
+    "Reset",
+    "ServerError",
+    "State",
+    "Stats",
+    "StreamClient",
+    "backoff_delay",
+]

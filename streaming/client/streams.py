@@ -1,0 +1,80 @@
+"""Per-stream bookkeeping: the last (epoch, seq) seen, resume positions, duplicates and resets."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from streaming import protocol as p
+from streaming.protocol import Position
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    service: str
+    topic: str
+    epoch: str
+    seq: int
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """A stream lost continuity: the subscriber must refetch its state.
+
+    `reason` is "not_recovered" (the history no longer holds what was missed), "epoch_changed",
+    "gap", or the error code of a resubscription the server refused (the stream is then dropped).
+    """
+
+    service: str
+    topic: str | None
+    reason: str
+
+
+@dataclass(slots=True)
+class Stream:
+    """One subscription and the position of the last event delivered from it."""
+
+    service: str
+    requested: str | None
+    position: Position | None = None
+    topic: str | None = None  # as the server names it (it fills in the user for notifications)
+    ready: asyncio.Future[str] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    def matches(self, service: str, topic: str | None) -> bool:
+        return self.service == service and topic in (self.requested, self.topic or self.requested)
+
+    def subscribe_message(self, msg_id: int) -> dict[str, Any]:
+        """The `subscribe` to send on a connection, resuming from the position when there is one."""
+        msg: dict[str, Any] = {"type": p.SUBSCRIBE, "id": msg_id, "service": self.service}
+        if self.topic or self.requested:
+            msg["topic"] = self.topic or self.requested
+        if self.position is not None:
+            msg["since"] = {"epoch": self.position.epoch, "seq": self.position.seq}
+        return msg
+
+    def on_subscribed(self, msg: dict[str, Any]) -> Reset | None:
+        """Adopt the server's topic; keep our position if it recovered, else restart from its head."""
+        self.topic = msg["topic"]
+        reset = None
+        if self.position is None or not msg.get("recovered"):
+            if self.position is not None:
+                reset = Reset(self.service, self.topic, "not_recovered")
+            self.position = Position(msg["epoch"], msg["seq"])
+        if not self.ready.done():
+            self.ready.set_result(msg["topic"])
+        return reset
+
+    def on_event(self, msg: dict[str, Any]) -> tuple[Reset | None, Event | None]:
+        """The reset to report first (if continuity broke) and the event, or no event for a duplicate."""
+        epoch, seq, last = msg["epoch"], msg["seq"], self.position
+        if last is None or (epoch == last.epoch and seq <= last.seq):
+            return None, None
+        reset = None
+        if epoch != last.epoch:
+            reset = Reset(self.service, self.topic, "epoch_changed")
+        elif seq > last.seq + 1:
+            reset = Reset(self.service, self.topic, "gap")
+        self.position = Position(epoch, seq)
+        return reset, Event(msg["service"], msg["topic"], epoch, seq, msg.get("data"))
