@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -113,14 +112,3 @@ def access_token_issue(
     set_token_value(token, raw)
     token.save()
     return raw
-
-
-def access_token_verify(*, token: str) -> AccessToken | None:
-    """The unexpired token whose holder is still approved; DOT alone checks only expiry and scope."""
-    checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
-    found = AccessToken.objects.select_related("user", "application").filter(token_checksum=checksum).first()
-    if found is None or found.is_expired():
-        return None
-    if found.user is not None:
-        return found if user_is_approved(user=found.user) else None
-    return found if application_is_approved(application=found.application) else None

@@ -18,6 +18,11 @@ class ApprovedAuthorizationView(AuthorizationView):
     def validate_authorization_request(self, request: HttpRequest) -> tuple[list[str], dict[str, Any]]:
         scopes, credentials = super().validate_authorization_request(request)
         try:
+            if credentials.get("code_challenge_method") != "S256":
+                # DOT refuses "plain" only when the code is created; refuse before asking for consent.
+                raise errors.UnsupportedCodeChallengeMethodError(
+                    description='Use code_challenge_method "S256".'
+                )
             return granted_scopes(user=request.user, scopes=scopes), credentials
         except errors.OAuth2Error as error:
             error.state = credentials.get("state")
