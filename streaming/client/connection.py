@@ -189,6 +189,13 @@ class StreamClient:
     # --- connection loop --------------------------------------------------------------------
 
     async def _run(self) -> None:
+        try:
+            await self._reconnect_forever()
+        except Exception:
+            logger.exception("stream client failed")
+            self._stop(1011, "client error")
+
+    async def _reconnect_forever(self) -> None:
         attempt = 0
         while self.state is not State.CLOSED:
             self._opened_at = 0.0
