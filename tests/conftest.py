@@ -13,6 +13,14 @@ from django.conf import settings
 from tests.servers import DaphneProcess
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """A test database per pytest process, so concurrent runs on one machine never collide."""
+    test = settings.DATABASES["default"].setdefault("TEST", {})
+    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        test["NAME"] = f"test_widgetapp_{os.getpid()}"
+
+
 @pytest.fixture
 def redis_prefix(settings) -> Iterator[str]:  # noqa: F811 - pytest-django's settings fixture
     """Isolate Redis per test with a unique key prefix; its keys are deleted afterwards."""

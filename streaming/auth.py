@@ -1,0 +1,107 @@
+"""Token verification for websockets: DOT access token → who, which services, until when.
+
+DOT itself checks only expiry and scope; here we also require an active user who is still in an
+approved group (or an approved client-credentials application). Verified grants are cached per
+worker for a few seconds, keyed by token checksum; revocation and group changes evict them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.utils import timezone
+from oauth2_provider.models import get_access_token_model
+
+from accounts import services as accounts
+from streaming.conf import streaming_settings
+from streaming.protocol import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
+from streaming.services import Principal
+
+
+class AuthError(Exception):
+    """A token that cannot open (or keep) a connection; carries the close code and reason."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    principal: Principal
+    checksum: str
+    token_id: int
+    expires_at: datetime
+
+
+def token_checksum(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+_cache: dict[str, tuple[float, Grant]] = {}
+
+
+def forget(checksum: str | None = None) -> None:
+    """Evict one cached grant, or all of them."""
+    if checksum is None:
+        _cache.clear()
+    else:
+        _cache.pop(checksum, None)
+
+
+def _load(checksum: str) -> Grant:
+    token = (
+        get_access_token_model()
+        .objects.select_related("user", "application", "application__user")
+        .filter(token_checksum=checksum)
+        .first()
+    )
+    if token is None:
+        raise AuthError(CLOSE_UNAUTHENTICATED, "Invalid or revoked token.")
+    if token.is_expired():
+        raise AuthError(CLOSE_UNAUTHENTICATED, "Token expired.")
+    user = token.user
+    if user is None:
+        application = token.application
+        if application is None or not accounts.application_is_approved(application=application):
+            raise AuthError(CLOSE_FORBIDDEN, "Application is not approved for streaming.")
+        allowed = set(token.scope.split())
+        principal = Principal(None, f"app:{application.client_id}", False, application.id,
+                              frozenset(allowed))
+    else:
+        if not user.is_active:
+            raise AuthError(CLOSE_FORBIDDEN, "User is inactive.")
+        if not accounts.user_is_approved(user=user):
+            raise AuthError(CLOSE_FORBIDDEN, "User is not in an approved group.")
+        allowed = set(token.scope.split()) & accounts.user_allowed_scopes(user=user)
+        principal = Principal(user.pk, user.get_username(), user.is_staff,
+                              token.application_id, frozenset(allowed))
+    return Grant(principal, checksum, token.pk, token.expires)
+
+
+def verify_token(token: str) -> Grant:
+    """Verify a bearer token (sync: one DB round trip at most, none when cached)."""
+    checksum = token_checksum(token)
+    now = time.monotonic()
+    cached = _cache.get(checksum)
+    if cached and now - cached[0] < streaming_settings.TOKEN_CACHE_SECONDS:
+        grant = cached[1]
+    else:
+        grant = _load(checksum)
+        _cache[checksum] = (now, grant)
+    if grant.expires_at <= timezone.now():
+        _cache.pop(checksum, None)
+        raise AuthError(CLOSE_UNAUTHENTICATED, "Token expired.")
+    return grant
+
+
+def reverify(grant: Grant) -> Grant:
+    """Load a connection's token afresh (after revocation or a group change), bypassing the cache."""
+    forget(grant.checksum)
+    fresh = _load(grant.checksum)
+    _cache[grant.checksum] = (time.monotonic(), fresh)
+    return fresh

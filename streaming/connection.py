@@ -1,0 +1,116 @@
+"""One websocket's state: who it is, what it follows, and its way out (writer and close)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from streaming.auth import Grant
+from streaming.conf import streaming_settings
+from streaming.history import StreamKey
+from streaming.limits import TokenBucket
+from streaming.protocol import (
+    CLOSE_OVERLOADED,
+    CLOSE_UNAUTHENTICATED,
+    PING,
+    RECONNECT,
+    TOKEN_EXPIRING,
+    encode,
+)
+from streaming.services import Principal
+from streaming.writer import Writer
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+class Connection:
+    """Created at handshake; authenticated once a grant is set."""
+
+    __slots__ = (
+        "session_id", "writer", "grant", "subscriptions", "bucket", "rate_strikes", "invalid_strikes",
+        "warned", "closing", "on_close", "messages_in", "remote", "origin", "user_agent", "meta",
+    )
+
+    def __init__(self, writer: Writer, on_close: Callable[[int, str], None], remote: str,
+                 origin: str | None, user_agent: str) -> None:
+        self.session_id = uuid.uuid4().hex
+        self.writer = writer
+        self.grant: Grant | None = None
+        self.subscriptions: dict[StreamKey, None] = {}
+        self.bucket = TokenBucket(streaming_settings.MESSAGES_PER_SECOND, streaming_settings.MESSAGES_BURST)
+        self.rate_strikes = 0
+        self.invalid_strikes = 0
+        self.warned = False
+        self.closing = False
+        self.on_close = on_close
+        self.messages_in = 0
+        self.remote = remote
+        self.origin = origin
+        self.user_agent = user_agent
+        self.meta: dict[str, Any] = {}
+
+    @property
+    def principal(self) -> Principal:
+        assert self.grant is not None
+        return self.grant.principal
+
+    @property
+    def owner(self) -> tuple[int | None, int | None]:
+        if self.grant is None:
+            return (None, None)
+        p = self.grant.principal
+        return (p.user_id, None if p.user_id is not None else p.application_id)
+
+    # Output (also the hub's Subscriber interface) ------------------------------------------
+
+    def deliver(self, payload: bytes, frame: bytes) -> None:
+        self.writer.write(payload, frame)
+
+    def send_message(self, message: dict[str, Any]) -> None:
+        self.writer.write(encode(message).encode())
+
+    def close(self, code: int, reason: str) -> None:
+        """Close with `code`; idempotent. The consumer cleans up when the socket is gone."""
+        if self.closing:
+            return
+        self.closing = True
+        self.writer.close(code, reason)
+        self.on_close(code, reason)
+
+    def close_with_retry(self, code: int, reason: str, retry_after_ms: int) -> None:
+        self.send_message({"type": RECONNECT, "reason": reason, "retry_after_ms": retry_after_ms})
+        self.close(code, reason)
+
+    def overflow(self) -> None:
+        """The client does not read fast enough: cut it off before server memory grows."""
+        loop = asyncio.get_running_loop()
+        loop.call_soon(self._overflow_close)
+
+    def _overflow_close(self) -> None:
+        self.closing = False
+        self.writer.overflowed = False
+        self.close_with_retry(CLOSE_OVERLOADED, "slow_consumer", streaming_settings.OVERLOAD_RETRY_MS)
+        self.writer.overflowed = True
+
+    # Periodic -------------------------------------------------------------------------------
+
+    def heartbeat(self) -> None:
+        if self.grant is not None and not self.closing:
+            self.send_message({"type": PING})
+
+    def expire(self) -> None:
+        self.close(CLOSE_UNAUTHENTICATED, "Token expired.")
+
+    def maybe_warn_expiry(self, now: float, ahead: float) -> None:
+        if self.warned or self.grant is None or self.closing:
+            return
+        left = self.grant.expires_at.timestamp() - now
+        if left <= ahead:
+            self.warned = True
+            self.send_message({"type": TOKEN_EXPIRING, "expires_at": iso(self.grant.expires_at),
+                               "expires_in": max(0, int(left))})

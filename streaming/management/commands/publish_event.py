@@ -1,0 +1,32 @@
+"""Publish one event: manage.py publish_event SERVICE [--topic T] JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from streaming.protocol import ProtocolError
+from streaming.publish import publish
+
+
+class Command(BaseCommand):
+    help = "Publish one event to a service's stream and print its epoch and seq."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("service")
+        parser.add_argument("data", help="The event data as JSON.")
+        parser.add_argument("--topic", default=None)
+
+    def handle(self, *args: Any, service: str, data: str, topic: str | None, **options: Any) -> None:
+        try:
+            payload = json.loads(data)
+        except ValueError as exc:
+            raise CommandError(f"DATA is not valid JSON: {exc}") from None
+        try:
+            published = publish(service, payload, topic=topic)
+        except ProtocolError as exc:
+            raise CommandError(exc.message) from None
+        self.stdout.write(f"published {published.service}/{published.topic} "
+                          f"epoch={published.epoch} seq={published.seq}")

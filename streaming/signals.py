@@ -1,0 +1,41 @@
+"""Bridges from model changes to live connections on every worker (after commit)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+from oauth2_provider.models import get_access_token_model
+
+from accounts.signals import approval_changed
+from streaming import control
+from streaming.models import ServiceConfig
+from streaming.protocol import CLOSE_UNAUTHENTICATED
+
+
+@receiver(post_delete, sender=get_access_token_model(), dispatch_uid="streaming.token_revoked")
+def token_revoked(sender: Any, instance: Any, **kwargs: Any) -> None:
+    checksum = instance.token_checksum
+    transaction.on_commit(lambda: control.broadcast(
+        "close", checksum=checksum, code=CLOSE_UNAUTHENTICATED, reason="Token revoked."))
+
+
+@receiver(post_save, sender=get_user_model(), dispatch_uid="streaming.user_saved")
+def user_saved(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
+    if not created:
+        user_ids = [instance.pk]
+        transaction.on_commit(lambda: control.broadcast("recheck", user_ids=user_ids))
+
+
+@receiver(approval_changed, dispatch_uid="streaming.approval_changed")
+def approval(sender: Any, user_ids: frozenset[int], **kwargs: Any) -> None:
+    control.broadcast("recheck", user_ids=sorted(user_ids))
+
+
+@receiver(post_save, sender=ServiceConfig, dispatch_uid="streaming.service_switched")
+def service_switched(sender: Any, instance: ServiceConfig, **kwargs: Any) -> None:
+    name, enabled = instance.name, instance.enabled
+    transaction.on_commit(lambda: control.broadcast("service", name=name, enabled=enabled))

@@ -1,0 +1,156 @@
+"""This worker process: its hub, its open connections, its control listener and periodic duties."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio as aioredis
+
+from streaming.conf import streaming_settings
+from streaming.fanout import Hub
+from streaming.feeds import MemoryFeed, RedisFeed
+from streaming.history import MemoryHistory
+from streaming.store import get_store
+
+if TYPE_CHECKING:
+    from streaming.connection import Connection
+
+logger = logging.getLogger(__name__)
+
+
+class Worker:
+    """Per-process state of the streaming frontend, bound to the event loop serving websockets."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.pid = os.getpid()
+        self.host = socket.gethostname()
+        self.started = time.time()
+        store = get_store()
+        self.feed: MemoryFeed | RedisFeed
+        if isinstance(store, MemoryHistory):
+            self.feed = MemoryFeed(store)
+            self._redis: aioredis.Redis | None = None
+        else:
+            self.feed = RedisFeed(store)
+            self._redis = self.feed.client
+        self.hub = Hub(self.feed)
+        if isinstance(self.feed, RedisFeed):
+            self.feed.attach(self.hub)
+        self.connections: dict[str, Connection] = {}
+        self.draining = False
+        self.messages_in = 0
+        self.loop_lag = 0.0
+        self._expiries: list[tuple[float, int, str]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.duties: list[Callable[[Worker], Any]] = []
+        self._tasks.append(loop.create_task(self._tick()))
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = self.loop.create_task(coro)
+        self._tasks.append(task)
+        return task
+
+    def redis_client(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise RuntimeError("No Redis configured")
+        return self._redis
+
+    # Connections -----------------------------------------------------------------------------
+
+    def add(self, conn: Connection) -> None:
+        self.connections[conn.session_id] = conn
+        self.watch_expiry(conn)
+
+    def remove(self, conn: Connection) -> None:
+        self.connections.pop(conn.session_id, None)
+
+    def watch_expiry(self, conn: Connection) -> None:
+        if conn.grant is not None:
+            when = conn.grant.expires_at.timestamp()
+            heapq.heappush(self._expiries, (when, id(conn), conn.session_id))
+
+    def matching(self, predicate: Callable[[Connection], bool]) -> list[Connection]:
+        return [conn for conn in self.connections.values() if predicate(conn)]
+
+    def connections_of(self, user_id: int | None, application_id: int | None) -> int:
+        return sum(1 for c in self.connections.values() if c.owner == (user_id, application_id))
+
+    # Periodic duties -------------------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        """Once a second: expire tokens, warn before expiry, heartbeat, and any registered duty."""
+        last_ping = time.monotonic()
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(1.0)
+            self.loop_lag = max(0.0, time.monotonic() - before - 1.0)
+            now = time.time()
+            try:
+                self._expire(now)
+                self._warn(now)
+                if time.monotonic() - last_ping >= streaming_settings.HEARTBEAT_INTERVAL:
+                    last_ping = time.monotonic()
+                    for conn in list(self.connections.values()):
+                        conn.heartbeat()
+                for duty in self.duties:
+                    result = duty(self)
+                    if asyncio.iscoroutine(result):
+                        await result
+            except Exception:
+                logger.exception("Worker tick failed")
+
+    def _expire(self, now: float) -> None:
+        while self._expiries and self._expiries[0][0] <= now:
+            when, _, session_id = heapq.heappop(self._expiries)
+            conn = self.connections.get(session_id)
+            if conn is not None and conn.grant is not None and conn.grant.expires_at.timestamp() <= now:
+                conn.expire()
+
+    def _warn(self, now: float) -> None:
+        ahead = streaming_settings.TOKEN_EXPIRY_WARNING
+        for conn in self.connections.values():
+            conn.maybe_warn_expiry(now, ahead)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self.feed.close()
+
+
+_worker: Worker | None = None
+
+
+def get_worker() -> Worker:
+    """The worker for the running loop (a new one when the loop changed, as between tests)."""
+    global _worker
+    loop = asyncio.get_running_loop()
+    if _worker is None or _worker.loop is not loop or loop.is_closed():
+        _worker = Worker(loop)
+        for start in _on_start:
+            start(_worker)
+    return _worker
+
+
+def running_worker() -> Worker | None:
+    """The worker if one runs on a live loop (publishers in other threads hand events to it)."""
+    if _worker is None or _worker.loop.is_closed():
+        return None
+    return _worker
+
+
+_on_start: list[Callable[[Worker], None]] = []
+
+
+def on_start(callback: Callable[[Worker], None]) -> None:
+    """Run `callback(worker)` whenever a worker starts (control listener, recorders)."""
+    _on_start.append(callback)

@@ -1,0 +1,156 @@
+"""Outbound paths to one websocket, each with a bounded buffer (a slow reader is cut off, not queued).
+
+Under daphne frames are written straight to the Twisted transport, the websocket frame built once
+per event for all subscribers; elsewhere (tests, other servers) an ordered queue feeds ASGI `send`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import struct
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from streaming.conf import streaming_settings
+
+ASGISend = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def ws_text_frame(payload: bytes) -> bytes:
+    """One unmasked, unfragmented server-to-client text frame (RFC 6455 §5.2)."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 65536:
+        return struct.pack("!BBH", 0x81, 126, size) + payload
+    return struct.pack("!BBQ", 0x81, 127, size) + payload
+
+
+class Writer:
+    """Common interface; `on_overflow` is called once when the outbound bound is exceeded."""
+
+    overflowed = False
+
+    def __init__(self, on_overflow: Callable[[], None]) -> None:
+        self.on_overflow = on_overflow
+        self.bytes_out = 0
+        self.messages_out = 0
+
+    def _overflow(self) -> None:
+        if not self.overflowed:
+            self.overflowed = True
+            self.on_overflow()
+
+    def write(self, payload: bytes, frame: bytes | None = None) -> None:
+        raise NotImplementedError
+
+    def close(self, code: int, reason: str) -> None:
+        raise NotImplementedError
+
+
+class _Backpressure:
+    """A Twisted push producer: the transport pauses it when its write buffer is full."""
+
+    def __init__(self, writer: DaphneWriter) -> None:
+        self.writer = writer
+
+    def pauseProducing(self) -> None:  # noqa: N802 - Twisted's interface
+        self.writer.paused = True
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self.writer.paused = False
+        self.writer.queued = 0
+
+    def stopProducing(self) -> None:  # noqa: N802
+        self.writer.paused = True
+
+
+class DaphneWriter(Writer):
+    """Writes frames directly to daphne's protocol/transport, counting bytes queued while paused."""
+
+    def __init__(self, protocol: Any, on_overflow: Callable[[], None]) -> None:
+        super().__init__(on_overflow)
+        self.protocol = protocol
+        self.transport = protocol.transport
+        self.open_state = protocol.STATE_OPEN
+        self.raw = getattr(protocol, "_perMessageCompress", None) is None
+        self.paused = False
+        self.queued = 0
+        self.limit = streaming_settings.MAX_OUTBOUND_BYTES
+        protocol.registerProducer(_Backpressure(self), True)
+
+    def write(self, payload: bytes, frame: bytes | None = None) -> None:
+        protocol = self.protocol
+        if protocol.state != self.open_state or self.overflowed:
+            return
+        if self.raw:
+            data = frame or ws_text_frame(payload)
+            self.transport.write(data)
+        else:
+            data = payload
+            protocol.sendMessage(payload, False)
+        self.bytes_out += len(data)
+        self.messages_out += 1
+        if self.paused:
+            self.queued += len(data)
+            if self.queued > self.limit:
+                self._overflow()
+
+    def close(self, code: int, reason: str) -> None:
+        if self.protocol.state == self.open_state:
+            self.protocol.sendClose(code=code, reason=reason[:120])
+
+
+class QueueWriter(Writer):
+    """Feeds ASGI `send` from an ordered queue drained by one task; the queue is bounded in bytes."""
+
+    def __init__(self, send: ASGISend, on_overflow: Callable[[], None]) -> None:
+        super().__init__(on_overflow)
+        self.send = send
+        self.queue: deque[dict[str, Any]] = deque()
+        self.pending_bytes = 0
+        self.wakeup = asyncio.Event()
+        self.closed = False
+        self.limit = streaming_settings.MAX_OUTBOUND_BYTES
+        self.task = asyncio.get_running_loop().create_task(self._drain())
+
+    def write(self, payload: bytes, frame: bytes | None = None) -> None:
+        if self.closed or self.overflowed:
+            return
+        self.pending_bytes += len(payload)
+        self.bytes_out += len(payload)
+        self.messages_out += 1
+        self.queue.append({"type": "websocket.send", "text": payload.decode()})
+        self.wakeup.set()
+        if self.pending_bytes > self.limit:
+            self._overflow()
+
+    def close(self, code: int, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self.queue.append({"type": "websocket.close", "code": code, "reason": reason[:120]})
+            self.wakeup.set()
+
+    async def _drain(self) -> None:
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            while self.queue:
+                message = self.queue.popleft()
+                if message["type"] == "websocket.send":
+                    self.pending_bytes -= len(message["text"])
+                await self.send(message)
+                if message["type"] == "websocket.close":
+                    return
+
+    def stop(self) -> None:
+        self.task.cancel()
+
+
+def make_writer(send: ASGISend, on_overflow: Callable[[], None]) -> Writer:
+    """The fastest writer the server allows: direct under daphne, a queue elsewhere."""
+    if isinstance(send, functools.partial) and send.args and hasattr(send.args[0], "sendMessage"):
+        return DaphneWriter(send.args[0], on_overflow)
+    return QueueWriter(send, on_overflow)
