@@ -1,8 +1,11 @@
-"""Streaming state kept in the database: which services are enabled."""
+"""Streaming state kept in the database: services, workers, sessions, load, audit and limits."""
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.contrib.auth.models import Group
 from django.db import models
+from oauth2_provider.settings import oauth2_settings
 
 
 class ServiceConfig(models.Model):
@@ -18,3 +21,150 @@ class ServiceConfig(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class WorkerProcess(models.Model):
+    """A frontend worker process, registered at start and updated by its heartbeat."""
+
+    class State(models.TextChoices):
+        RUNNING = "running"
+        DRAINING = "draining"
+        STOPPED = "stopped"
+        DEAD = "dead"
+
+    worker_id = models.CharField(max_length=120, unique=True)
+    pid = models.IntegerField()
+    host = models.CharField(max_length=200)
+    started_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField(db_index=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.RUNNING, db_index=True)
+    connections = models.IntegerField(default=0)
+    subscriptions = models.IntegerField(default=0)
+    messages_in_per_s = models.FloatField(default=0)
+    messages_out_per_s = models.FloatField(default=0)
+    bytes_out = models.BigIntegerField(default=0)
+    cpu_percent = models.FloatField(default=0)
+    rss_bytes = models.BigIntegerField(default=0)
+    loop_lag_ms = models.FloatField(default=0)
+    layer_latency_ms = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-heartbeat_at"]
+        verbose_name = "worker"
+
+    def __str__(self) -> str:
+        return self.worker_id
+
+
+class StreamSession(models.Model):
+    """One websocket session; open while closed_at is null."""
+
+    session_id = models.CharField(max_length=40, unique=True)
+    worker = models.ForeignKey(WorkerProcess, null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="sessions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    application = models.ForeignKey(oauth2_settings.APPLICATION_MODEL, null=True, blank=True,
+                                    on_delete=models.SET_NULL)
+    remote_addr = models.CharField(max_length=64, blank=True)
+    user_agent = models.CharField(max_length=200, blank=True)
+    origin = models.CharField(max_length=200, blank=True)
+    connected_at = models.DateTimeField(db_index=True)
+    last_activity_at = models.DateTimeField(null=True, blank=True)
+    subscriptions = models.JSONField(default=list, blank=True)
+    messages_in = models.BigIntegerField(default=0)
+    messages_out = models.BigIntegerField(default=0)
+    rate_in = models.FloatField(default=0)
+    rate_out = models.FloatField(default=0)
+    closed_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    close_code = models.IntegerField(null=True, blank=True)
+    close_reason = models.CharField(max_length=200, blank=True)
+    resumed_from = models.CharField(max_length=40, blank=True)
+
+    class Meta:
+        ordering = ["-connected_at"]
+        verbose_name = "session"
+
+    def __str__(self) -> str:
+        return self.session_id
+
+
+class LoadSample(models.Model):
+    """A worker's load at one moment, for the charts over the last hour."""
+
+    worker = models.ForeignKey(WorkerProcess, on_delete=models.CASCADE, related_name="samples")
+    at = models.DateTimeField(db_index=True)
+    connections = models.IntegerField(default=0)
+    subscriptions = models.IntegerField(default=0)
+    messages_in_per_s = models.FloatField(default=0)
+    messages_out_per_s = models.FloatField(default=0)
+    cpu_percent = models.FloatField(default=0)
+    rss_bytes = models.BigIntegerField(default=0)
+    loop_lag_ms = models.FloatField(default=0)
+
+    class Meta:
+        ordering = ["-at"]
+
+
+class AuditEntry(models.Model):
+    """Connects, disconnects, auth failures, denials, limit hits and admin actions. Never a token."""
+
+    class Kind(models.TextChoices):
+        CONNECT = "connect"
+        DISCONNECT = "disconnect"
+        AUTH_FAILED = "auth_failed"
+        DENIED = "denied"
+        LIMIT = "limit"
+        ADMIN = "admin_action"
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    application = models.ForeignKey(oauth2_settings.APPLICATION_MODEL, null=True, blank=True,
+                                    on_delete=models.SET_NULL)
+    session_id = models.CharField(max_length=40, blank=True)
+    remote_addr = models.CharField(max_length=64, blank=True)
+    origin = models.CharField(max_length=200, blank=True)
+    close_code = models.IntegerField(null=True, blank=True)
+    detail = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        verbose_name = "audit entry"
+        verbose_name_plural = "audit log"
+
+
+class LimitOverride(models.Model):
+    """An admin's live override of one STREAMING limit, for everyone or one user/group/service/worker."""
+
+    class Scope(models.TextChoices):
+        GLOBAL = "global"
+        USER = "user"
+        GROUP = "group"
+        SERVICE = "service"
+        WORKER = "worker"
+
+    LIMITS = [
+        ("MAX_FRAME_BYTES", "Max frame bytes"),
+        ("MESSAGES_PER_SECOND", "Client messages per second"),
+        ("MESSAGES_BURST", "Client message burst"),
+        ("MAX_SUBSCRIPTIONS", "Subscriptions per connection"),
+        ("MAX_CONNECTIONS_PER_USER", "Connections per user"),
+        ("MAX_CONNECTIONS_PER_WORKER", "Connections per worker"),
+        ("MAX_OUTBOUND_BYTES", "Outbound buffer bytes per connection"),
+    ]
+
+    limit = models.CharField(max_length=40, choices=LIMITS)
+    scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.GLOBAL)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
+    group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.CASCADE)
+    service = models.CharField(max_length=100, blank=True)
+    worker_id = models.CharField(max_length=120, blank=True)
+    value = models.FloatField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["limit", "scope"]
+        verbose_name = "limit"
+
+    def __str__(self) -> str:
+        return f"{self.limit}={self.value:g} ({self.scope})"
