@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import models
-from oauth2_provider.settings import oauth2_settings
 
 
 class ServiceConfig(models.Model):
@@ -63,7 +62,7 @@ class StreamSession(models.Model):
     worker = models.ForeignKey(WorkerProcess, null=True, blank=True, on_delete=models.SET_NULL,
                                related_name="sessions")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    application = models.ForeignKey(oauth2_settings.APPLICATION_MODEL, null=True, blank=True,
+    application = models.ForeignKey("oauth2_provider.Application", null=True, blank=True,
                                     on_delete=models.SET_NULL)
     remote_addr = models.CharField(max_length=64, blank=True)
     user_agent = models.CharField(max_length=200, blank=True)
@@ -119,7 +118,7 @@ class AuditEntry(models.Model):
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     kind = models.CharField(max_length=20, choices=Kind.choices, db_index=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    application = models.ForeignKey(oauth2_settings.APPLICATION_MODEL, null=True, blank=True,
+    application = models.ForeignKey("oauth2_provider.Application", null=True, blank=True,
                                     on_delete=models.SET_NULL)
     session_id = models.CharField(max_length=40, blank=True)
     remote_addr = models.CharField(max_length=64, blank=True)
