@@ -531,3 +531,12 @@ def test_seed_demo_is_idempotent(settings: Any) -> None:
     assert app.client_type == Application.CLIENT_PUBLIC and not app.skip_authorization
     assert app.redirect_uris.split() == [REDIRECT_URI, "http://localhost:8000/app/callback"]
     assert Application.objects.count() == 1 and ApprovedGroup.objects.count() == 2
+
+
+def test_server_metadata_advertises_only_what_is_accepted() -> None:
+    response = Client().get("/o/.well-known/oauth-authorization-server")
+    assert response.status_code == 200
+    metadata = response.json()
+    assert metadata["code_challenge_methods_supported"] == ["S256"]
+    assert not {"password", "implicit"} & set(metadata["grant_types_supported"])
+    assert metadata["token_endpoint"].endswith("/o/token/")
