@@ -262,6 +262,8 @@ class StreamConsumer(AsyncConsumer):
             self.conn.overflow()
 
     def _closed(self, code: int, reason: str) -> None:
+        if self.conn is not None:
+            self.conn.meta["close"] = (code, reason)
         logger.info("Closing websocket %s: %s %s", self.conn.session_id if self.conn else "-", code, reason)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
@@ -271,6 +273,10 @@ class StreamConsumer(AsyncConsumer):
         if conn is not None:
             conn.closing = True
             self.worker.remove(conn)
+            if conn.grant is not None:
+                gone = (message.get("code", 1000), message.get("reason") or "")
+                code, reason = conn.meta.get("close", gone)
+                self.worker.closed_sessions.append((conn, code, reason))
             for key in list(conn.subscriptions):
                 await self.worker.hub.unsubscribe(conn, key)
             conn.subscriptions.clear()

@@ -47,6 +47,8 @@ class Worker:
         if isinstance(self.feed, RedisFeed):
             self.feed.attach(self.hub)
         self.connections: dict[str, Connection] = {}
+        #: (connection, close code, reason) of authenticated sessions gone since the recorder's last flush.
+        self.closed_sessions: list[tuple[Connection, int, str]] = []
         self.draining = False
         self.messages_in = 0
         self.loop_lag = 0.0
