@@ -50,25 +50,12 @@ class Writer:
         raise NotImplementedError
 
 
-class _Backpressure:
-    """A Twisted push producer: the transport pauses it when its write buffer is full."""
-
-    def __init__(self, writer: DaphneWriter) -> None:
-        self.writer = writer
-
-    def pauseProducing(self) -> None:  # noqa: N802 - Twisted's interface
-        self.writer.paused = True
-
-    def resumeProducing(self) -> None:  # noqa: N802
-        self.writer.paused = False
-        self.writer.queued = 0
-
-    def stopProducing(self) -> None:  # noqa: N802
-        self.writer.paused = True
-
-
 class DaphneWriter(Writer):
-    """Writes frames directly to daphne's protocol/transport, counting bytes queued while paused."""
+    """Writes frames directly to daphne's protocol/transport, watching the transport's write buffer.
+
+    Twisted keeps unsent bytes in the transport (`dataBuffer` from `offset`, plus `_tempDataLen`
+    not yet joined); when that exceeds the bound the client is not reading and is cut off.
+    """
 
     def __init__(self, protocol: Any, on_overflow: Callable[[], None]) -> None:
         super().__init__(on_overflow)
@@ -76,10 +63,7 @@ class DaphneWriter(Writer):
         self.transport = protocol.transport
         self.open_state = protocol.STATE_OPEN
         self.raw = getattr(protocol, "_perMessageCompress", None) is None
-        self.paused = False
-        self.queued = 0
         self.limit = streaming_settings.MAX_OUTBOUND_BYTES
-        protocol.registerProducer(_Backpressure(self), True)
 
     def write(self, payload: bytes, frame: bytes | None = None) -> None:
         protocol = self.protocol
@@ -93,10 +77,15 @@ class DaphneWriter(Writer):
             protocol.sendMessage(payload, False)
         self.bytes_out += len(data)
         self.messages_out += 1
-        if self.paused:
-            self.queued += len(data)
-            if self.queued > self.limit:
-                self._overflow()
+        if self.buffered() > self.limit:
+            self._overflow()
+
+    def buffered(self) -> int:
+        transport = self.transport
+        try:
+            return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+        except AttributeError:  # not a Twisted FileDescriptor transport: nothing to measure
+            return 0
 
     def close(self, code: int, reason: str) -> None:
         if self.protocol.state == self.open_state:

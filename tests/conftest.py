@@ -57,3 +57,20 @@ def daphne_factory(tmp_path) -> Iterator:
     yield start
     for proc in started:
         proc.stop()
+        if proc.log_path and proc.log_path.exists():
+            print(f"--- {proc.log_path.name} ---\n{proc.log_path.read_text(errors='replace')[-4000:]}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_stray_connections(django_db_setup, django_db_blocker) -> Iterator[None]:
+    """Threads of sync_to_async keep DB connections; end them so the test database can be dropped."""
+    yield
+    with django_db_blocker.unblock():
+        from django.db import connection
+
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
