@@ -10,7 +10,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 PYTEST_ARGS ?=
 
-.PHONY: run test lint venv services chromium migrate seed
+.PHONY: run test lint venv services chromium migrate seed bench
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,3 +44,7 @@ test: venv services chromium
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+## Benchmarks side by side (ours, raw websockets ceiling, naive Channels); see bench/README.md.
+bench: venv services
+	$(PY) bench/run.py $(BENCH_ARGS)
