@@ -8,5 +8,5 @@ class StreamingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from streaming import control, signals  # noqa: F401
+        from streaming import control, drain, recorder, signals  # noqa: F401
         from streaming.services import load, notifications  # noqa: F401

@@ -70,6 +70,7 @@ class Worker:
     # Connections -----------------------------------------------------------------------------
 
     def add(self, conn: Connection) -> None:
+        conn.meta.setdefault("connected_at", time.time())
         self.connections[conn.session_id] = conn
         self.watch_expiry(conn)
 

@@ -1,0 +1,68 @@
+"""Admin: recorded sessions and workers, mitigation actions, metrics, readiness and cleanup commands."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from streaming.models import StreamSession, WorkerProcess
+from streaming.recorder import recorder_of
+from streaming.worker import get_worker
+from tests.streaming_helpers import make_user, open_session, recv, send, token_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def memory(settings):
+    """The embedded store and in-memory channel layer: one worker, driven in-process."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.STREAMING = {**settings.STREAMING, "REDIS_URL": ""}
+    from streaming.history import memory_history
+
+    memory_history.reset()
+
+
+@pytest.fixture
+async def worker(memory):
+    worker = get_worker()
+    yield worker
+    await worker.close()
+
+
+@pytest.fixture
+def alice(db):
+    return make_user("alice")
+
+
+async def flush(worker) -> None:
+    await recorder_of(worker).flush()
+
+
+async def subscribe(comm, service: str = "widgets") -> dict:
+    await send(comm, {"type": "subscribe", "service": service, "id": service})
+    reply = await recv(comm)
+    assert reply["type"] == "subscribed", reply
+    return reply
+
+
+async def test_session_is_recorded_with_user_and_subscriptions_then_closed(worker, alice):
+    token = await sync_to_async(token_for)(alice)
+    comm, welcome = await open_session(token)
+    await subscribe(comm, "widgets")
+    await subscribe(comm, "notifications")
+    await flush(worker)
+    row = await StreamSession.objects.select_related("user", "worker").aget(session_id=welcome["session"])
+    assert row.user == alice and row.closed_at is None
+    assert sorted(row.subscriptions) == [f"notifications/{alice.pk}", "widgets/all"]
+    assert row.worker.worker_id == worker.id and row.messages_in == 2
+    record = await WorkerProcess.objects.aget(worker_id=worker.id)
+    assert record.connections == 1 and record.subscriptions == 2 and record.state == "running"
+    await comm.disconnect()
+    await asyncio.sleep(0.05)
+    await flush(worker)
+    await row.arefresh_from_db()
+    assert row.closed_at is not None and row.close_code == 1000
+    assert len(row.subscriptions) == 2
