@@ -10,7 +10,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 PYTEST_ARGS ?=
 
-.PHONY: run test lint venv services chromium migrate seed bench
+.PHONY: run test lint venv services chromium migrate seed serve restart stop bench
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,21 @@ seed: migrate
 run: seed
 	DJANGO_DEBUG=1 $(VENV)/bin/daphne -b $(HOST) -p $(PORT) --websocket_timeout -1 \
 		--websocket-max-message-size 65536 widgetapp.asgi:application
+
+## Production: WORKERS daphne workers behind one socket on HOST:PORT under supervisord, in the
+## foreground; reads DATABASE_URL, REDIS_URL (required when WORKERS > 1), DJANGO_*. See README.
+RUN_DIR ?= $(CURDIR)/run
+
+serve: venv
+	WORKERS=$(WORKERS) HOST=$(HOST) PORT=$(PORT) RUN_DIR=$(RUN_DIR) ./deploy/serve.sh
+
+## Rolling restart of a running `make serve`: one worker at a time, each draining first.
+restart:
+	HOST=$(HOST) PORT=$(PORT) RUN_DIR=$(RUN_DIR) ./deploy/restart.sh
+
+## Stop every worker (each drains first) and supervisord.
+stop:
+	RUN_DIR=$(RUN_DIR) ./deploy/stop.sh
 
 ## The whole suite against real PostgreSQL and Redis (and Chromium for the browser tests).
 test: venv services chromium
