@@ -1,0 +1,216 @@
+// Lean websocket load generator: holds N subscriber connections and measures publish->deliver latency.
+//
+// Driven by bench/run.py over stdin/stdout, one JSON object per line each way:
+//   {"cmd":"connect","url","n","subprotocols","subscribes","concurrency","timeout_s"}  -> connect timings
+//   {"cmd":"quiet","idle_ms","max_ms"}  -> waits until no event arrived for idle_ms (drains a step)
+//   {"cmd":"stats","step"}              -> deliveries and latency percentiles of events tagged `step`
+//   {"cmd":"cpu"}                       -> this process's CPU % since the previous "cpu" command
+//   {"cmd":"close"}                     -> closes every connection and exits
+// Event frames are not JSON-parsed: `ts` (publish time, ns since the epoch) and `step` are found with
+// Buffer.indexOf, so one core keeps up with a server delivering far more than 100k events/s.
+"use strict";
+
+const readline = require("readline");
+const WebSocket = require("ws");
+
+const TS_KEY = Buffer.from('"ts"');
+const STEP_KEY = Buffer.from('"step"');
+const sockets = [];
+const steps = new Map();
+let lastEventAt = 0;
+let unexpectedCloses = 0;
+const closeCodes = {};
+let cpuMark = { usage: process.cpuUsage(), at: process.hrtime.bigint() };
+
+function nowMs() {
+  return performance.timeOrigin + performance.now();
+}
+
+function numberAfter(buf, key) {
+  const at = buf.indexOf(key);
+  if (at < 0) return NaN;
+  let i = at + key.length;
+  while (i < buf.length && (buf[i] === 0x3a || buf[i] === 0x20)) i++;
+  return parseFloat(buf.toString("latin1", i, Math.min(i + 32, buf.length)));
+}
+
+function stepStats(step) {
+  let s = steps.get(step);
+  if (!s) {
+    s = { count: 0, lat: new Float64Array(1024) };
+    steps.set(step, s);
+  }
+  return s;
+}
+
+function recordEvent(buf) {
+  const ts = numberAfter(buf, TS_KEY);
+  const s = stepStats(numberAfter(buf, STEP_KEY) || 0);
+  if (s.count === s.lat.length) {
+    const grown = new Float64Array(s.lat.length * 2);
+    grown.set(s.lat);
+    s.lat = grown;
+  }
+  const now = nowMs();
+  s.lat[s.count++] = now - ts / 1e6;
+  lastEventAt = now;
+}
+
+function percentile(sorted, p) {
+  if (sorted.length === 0) return null;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+function summarise(step) {
+  const s = steps.get(step) || { count: 0, lat: new Float64Array(0) };
+  const sorted = s.lat.slice(0, s.count).sort();
+  let sum = 0;
+  for (let i = 0; i < sorted.length; i++) sum += sorted[i];
+  return {
+    step,
+    count: s.count,
+    mean_ms: s.count ? sum / s.count : null,
+    p50_ms: percentile(sorted, 50),
+    p90_ms: percentile(sorted, 90),
+    p99_ms: percentile(sorted, 99),
+    max_ms: s.count ? sorted[sorted.length - 1] : null,
+  };
+}
+
+function openOne(cmd, tally) {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(cmd.url, cmd.subprotocols || [], {
+      perMessageDeflate: false,
+      skipUTF8Validation: true,
+      handshakeTimeout: (cmd.timeout_s || 30) * 1000,
+    });
+    const need = (cmd.subscribes || []).length;
+    let acked = 0;
+    let settled = false;
+    const settle = (ok) => {
+      if (settled) return;
+      settled = true;
+      if (ok) tally.subscribedAt = nowMs();
+      else tally.failed++;
+      resolve();
+    };
+    ws.on("open", () => {
+      tally.opened++;
+      tally.openedAt = nowMs();
+      sockets.push(ws);
+      for (const msg of cmd.subscribes || []) ws.send(JSON.stringify(msg));
+      if (need === 0) settle(true);
+    });
+    ws.on("message", (buf) => {
+      if (buf.indexOf(TS_KEY) >= 0) return recordEvent(buf);
+      let msg;
+      try {
+        msg = JSON.parse(buf.toString());
+      } catch {
+        return;
+      }
+      if (msg.type === "subscribed" && ++acked === need) {
+        tally.subscribed++;
+        settle(true);
+      } else if (msg.type === "error") {
+        tally.errors[msg.code || "error"] = (tally.errors[msg.code || "error"] || 0) + 1;
+        settle(false);
+      }
+    });
+    ws.on("error", (err) => {
+      tally.errors[err.code || err.message] = (tally.errors[err.code || err.message] || 0) + 1;
+      settle(false);
+    });
+    ws.on("close", (code) => {
+      closeCodes[code] = (closeCodes[code] || 0) + 1;
+      if (!ws.closingOnPurpose) unexpectedCloses++;
+      settle(false);
+    });
+  });
+}
+
+async function connect(cmd) {
+  const tally = { opened: 0, subscribed: 0, failed: 0, errors: {}, openedAt: 0, subscribedAt: 0 };
+  const start = nowMs();
+  let next = 0;
+  const worker = async () => {
+    while (next < cmd.n) {
+      next++;
+      await openOne(cmd, tally);
+    }
+  };
+  const workers = [];
+  for (let i = 0; i < Math.min(cmd.concurrency || 200, cmd.n); i++) workers.push(worker());
+  await Promise.all(workers);
+  return {
+    opened: tally.opened,
+    subscribed: tally.subscribed,
+    failed: tally.failed,
+    errors: tally.errors,
+    open_s: tally.opened ? (tally.openedAt - start) / 1000 : null,
+    subscribed_s: tally.subscribed ? (tally.subscribedAt - start) / 1000 : null,
+    total_open: sockets.length,
+  };
+}
+
+function quiet(cmd) {
+  const started = nowMs();
+  return new Promise((resolve) => {
+    const poll = () => {
+      const now = nowMs();
+      if (now - lastEventAt >= cmd.idle_ms || now - started >= cmd.max_ms) {
+        resolve({ waited_s: (now - started) / 1000 });
+      } else setTimeout(poll, 50);
+    };
+    setTimeout(poll, 50);
+  });
+}
+
+function cpu() {
+  const usage = process.cpuUsage(cpuMark.usage);
+  const at = process.hrtime.bigint();
+  const wallUs = Number(at - cpuMark.at) / 1000;
+  cpuMark = { usage: process.cpuUsage(), at };
+  return { cpu_pct: (100 * (usage.user + usage.system)) / wallUs, wall_s: wallUs / 1e6 };
+}
+
+function closeAll() {
+  for (const ws of sockets) {
+    ws.closingOnPurpose = true;
+    ws.terminate();
+  }
+  setTimeout(() => process.exit(0), 100);
+  return { closed: sockets.length };
+}
+
+async function handle(cmd) {
+  switch (cmd.cmd) {
+    case "connect":
+      return connect(cmd);
+    case "quiet":
+      return quiet(cmd);
+    case "stats":
+      return { ...summarise(cmd.step), unexpected_closes: unexpectedCloses, close_codes: closeCodes };
+    case "cpu":
+      return cpu();
+    case "close":
+      return closeAll();
+    default:
+      return { error: `unknown command ${cmd.cmd}` };
+  }
+}
+
+const rl = readline.createInterface({ input: process.stdin });
+let queue = Promise.resolve();
+rl.on("line", (line) => {
+  queue = queue.then(async () => {
+    let reply;
+    try {
+      reply = await handle(JSON.parse(line));
+    } catch (err) {
+      reply = { error: String(err && err.stack ? err.stack : err) };
+    }
+    process.stdout.write(JSON.stringify(reply) + "\n");
+  });
+});
+rl.on("close", () => process.exit(0));
