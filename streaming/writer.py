@@ -44,6 +44,15 @@ class Writer:
             self.on_overflow()
 
     def write(self, payload: bytes, frame: bytes | None = None) -> None:
+        """Queue one message, unless the client was cut off for not reading."""
+        if not self.overflowed:
+            self._write(payload, frame)
+
+    def write_last(self, payload: bytes) -> None:
+        """The parting message before a close, written even to a client that was cut off."""
+        self._write(payload, None)
+
+    def _write(self, payload: bytes, frame: bytes | None) -> None:
         raise NotImplementedError
 
     def close(self, code: int, reason: str) -> None:
@@ -65,9 +74,9 @@ class DaphneWriter(Writer):
         self.raw = getattr(protocol, "_perMessageCompress", None) is None
         self.limit = streaming_settings.MAX_OUTBOUND_BYTES
 
-    def write(self, payload: bytes, frame: bytes | None = None) -> None:
+    def _write(self, payload: bytes, frame: bytes | None) -> None:
         protocol = self.protocol
-        if protocol.state != self.open_state or self.overflowed:
+        if protocol.state != self.open_state:
             return
         if self.raw:
             data = frame or ws_text_frame(payload)
@@ -98,20 +107,20 @@ class QueueWriter(Writer):
     def __init__(self, send: ASGISend, on_overflow: Callable[[], None]) -> None:
         super().__init__(on_overflow)
         self.send = send
-        self.queue: deque[dict[str, Any]] = deque()
+        self.queue: deque[tuple[dict[str, Any], int]] = deque()
         self.pending_bytes = 0
         self.wakeup = asyncio.Event()
         self.closed = False
         self.limit = streaming_settings.MAX_OUTBOUND_BYTES
         self.task = asyncio.get_running_loop().create_task(self._drain())
 
-    def write(self, payload: bytes, frame: bytes | None = None) -> None:
-        if self.closed or self.overflowed:
+    def _write(self, payload: bytes, frame: bytes | None) -> None:
+        if self.closed:
             return
         self.pending_bytes += len(payload)
         self.bytes_out += len(payload)
         self.messages_out += 1
-        self.queue.append({"type": "websocket.send", "text": payload.decode()})
+        self.queue.append(({"type": "websocket.send", "text": payload.decode()}, len(payload)))
         self.wakeup.set()
         if self.pending_bytes > self.limit:
             self._overflow()
@@ -119,7 +128,7 @@ class QueueWriter(Writer):
     def close(self, code: int, reason: str) -> None:
         if not self.closed:
             self.closed = True
-            self.queue.append({"type": "websocket.close", "code": code, "reason": reason[:120]})
+            self.queue.append(({"type": "websocket.close", "code": code, "reason": reason[:120]}, 0))
             self.wakeup.set()
 
     async def _drain(self) -> None:
@@ -127,9 +136,8 @@ class QueueWriter(Writer):
             await self.wakeup.wait()
             self.wakeup.clear()
             while self.queue:
-                message = self.queue.popleft()
-                if message["type"] == "websocket.send":
-                    self.pending_bytes -= len(message["text"])
+                message, size = self.queue.popleft()
+                self.pending_bytes -= size
                 await self.send(message)
                 if message["type"] == "websocket.close":
                     return

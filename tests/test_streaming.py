@@ -195,3 +195,18 @@ async def test_widgets_list_snapshot_and_orm_events(store, alice, worker_cleanup
     assert event["seq"] == 2 and event["data"]["action"] == "updated"
     assert event["data"]["widget"]["quantity"] == 9
     await comm.disconnect()
+
+
+async def test_staff_receive_periodic_load_snapshots(store, worker_cleanup, settings, db):
+    settings.STREAMING = {**settings.STREAMING, "WORKER_HEARTBEAT": 0.5}
+    staff = await sync_to_async(make_user)("root", staff=True, services=("widgets", "load"))
+    token = await sync_to_async(token_for)(staff, "stream:widgets stream:load")
+    comm, welcome = await open_session(token)
+    assert "load" in welcome["services"]
+    await _subscribe(comm, "load")
+    event = await recv(comm, 5)
+    while event["type"] != "event":
+        event = await recv(comm, 5)
+    assert event["service"] == "load" and event["data"]["connections"] >= 1
+    assert event["data"]["rss_bytes"] > 0 and event["data"]["state"] == "running"
+    await comm.disconnect()
