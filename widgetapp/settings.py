@@ -114,6 +114,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# The demo page's scripts (widgetapp/ is the project package, not an installed app).
+STATICFILES_DIRS = [BASE_DIR / "widgetapp" / "static"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Production hardening; `manage.py check --deploy` passes with DJANGO_DEBUG=0.

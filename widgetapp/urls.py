@@ -7,6 +7,8 @@ from widgetapp import views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("app/", views.live, name="app"),
+    path("app/callback", views.live, name="app-callback"),
     path("admin/", admin.site.urls),
     path("o/", include("accounts.oauth_urls")),
     path("accounts/", include("django.contrib.auth.urls")),

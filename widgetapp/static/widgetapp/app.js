@@ -1,0 +1,232 @@
+/**
+ * The demo page: gets a token with OAuth (authorization code + PKCE), opens ONE websocket with the
+ * streaming client and shows live the widgets, the user's notifications, the connection and, for
+ * staff, server load. The flow is described in docs/clients.md ("The demo page").
+ */
+
+import { ClientClosed, ConnectionLost, StreamClient } from "../streaming/client.js";
+import { Inventory } from "./inventory.js";
+import { OAuthError, Tokens, beginAuthorization, completeAuthorization } from "./oauth.js";
+
+const config = JSON.parse(document.getElementById("app-config").textContent);
+const NOT_APPROVED = "Your account is not in a group approved for streaming.";
+const MAX_NOTIFICATIONS = 50;
+// A worker whose load has not been heard of for this long is gone (restarted or stopped).
+const LOAD_STALE_MS = 15_000;
+
+const $ = (id) => document.getElementById(id);
+
+main().catch(showProblem);
+
+async function main() {
+  const tokens = new Tokens(config);
+  if (location.pathname === config.callbackPath) {
+    const query = new URLSearchParams(location.search);
+    history.replaceState(null, "", config.appUrl); // the code leaves the address bar and history
+    tokens.save(await completeAuthorization(config, query));
+  } else if (!tokens.current) {
+    showState("signing in");
+    await beginAuthorization(config);
+    return;
+  }
+  const client = new StreamClient(websocketUrl(), {
+    getToken: (reason) => tokens.forClient(reason),
+    onstate: (state) => showState(state, client),
+  });
+  revokeOnSignOut(tokens, client);
+  await client.connect();
+  const allowed = new Set(client.welcome.services);
+  if (allowed.has("widgets")) await followWidgets(client);
+  else markUnavailable("widgets");
+  if (allowed.has("notifications")) followNotifications(client);
+  else markUnavailable("notifications");
+  if (allowed.has("load") && $("load")) await followLoad(client);
+  else if ($("load")) markUnavailable("load");
+}
+
+function websocketUrl() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}${config.websocketPath}`;
+}
+
+// --- services -----------------------------------------------------------------------------------
+
+async function followWidgets(client) {
+  const inventory = new Inventory();
+  const refetch = async () => {
+    inventory.load(await untilAnswered(() => client.request("widgets", "list")));
+    renderWidgets(inventory);
+  };
+  await refetch();
+  client.subscribe("widgets", "all", {
+    since: inventory.position,
+    onevent: (event) => inventory.apply(event) && renderWidgets(inventory, event.data.widget.id),
+    onreset: () => refetch().catch(showProblem), // continuity lost: the snapshot is the truth again
+  });
+}
+
+function followNotifications(client) {
+  const list = $("notification-list");
+  client.subscribe("notifications", null, {
+    onevent: (event) => {
+      const item = document.createElement("li");
+      const time = document.createElement("time");
+      time.dateTime = new Date().toISOString();
+      time.textContent = new Date().toLocaleTimeString();
+      item.append(time, " ", notificationText(event.data));
+      list.prepend(item);
+      while (list.children.length > MAX_NOTIFICATIONS) list.lastElementChild.remove();
+      $("notifications-empty").hidden = true;
+    },
+  });
+}
+
+function notificationText(data) {
+  if (typeof data === "string") return data;
+  return data?.message ?? data?.text ?? data?.title ?? JSON.stringify(data);
+}
+
+async function followLoad(client) {
+  const workers = new Map();
+  const record = (snapshot) => {
+    workers.set(snapshot.worker, { ...snapshot, seenAt: Date.now() });
+    renderLoad(workers);
+  };
+  client.subscribe("load", null, { onevent: (event) => record(event.data) });
+  record(await untilAnswered(() => client.request("load", "snapshot")));
+}
+
+/** Ask again after a lost connection (the client waits for the next `welcome`). */
+async function untilAnswered(call) {
+  for (;;) {
+    try {
+      return await call();
+    } catch (error) {
+      if (!(error instanceof ConnectionLost)) throw error;
+    }
+  }
+}
+
+// --- rendering ----------------------------------------------------------------------------------
+
+function showState(state, client = null) {
+  const element = $("connection-state");
+  element.textContent = state;
+  element.dataset.state = state;
+  element.dataset.history = `${element.dataset.history ?? ""} ${state}`.trim();
+  if (!client) return;
+  const { reconnects, lastReconnectMs } = client.stats;
+  $("connection-detail").textContent = reconnects
+    ? `${reconnects} reconnect(s), last took ${lastReconnectMs} ms`
+    : "";
+  if (state === "open") renderServices(client.welcome.services);
+  if (state === "closed" && client.closeCode !== 1000) {
+    showProblem(new ClientClosed(client.closeCode, client.closeReason));
+  }
+}
+
+function renderServices(allowed) {
+  for (const item of $("services").querySelectorAll("li[data-service]")) {
+    const available = allowed.includes(item.dataset.service);
+    item.dataset.available = String(available);
+    item.querySelector(".availability").textContent = available ? "available" : "not available";
+  }
+}
+
+function markUnavailable(service) {
+  const section = $(service);
+  section.querySelector(".unavailable").hidden = false;
+  section.dataset.available = "false";
+}
+
+function renderWidgets(inventory, changedId = null) {
+  const rows = inventory.sorted().map((widget) => {
+    const row = document.createElement("tr");
+    row.dataset.widgetId = widget.id;
+    if (widget.id === changedId) row.className = "changed";
+    const updated = document.createElement("time");
+    updated.dateTime = widget.updated_at ?? "";
+    updated.textContent = widget.updated_at ? new Date(widget.updated_at).toLocaleString() : "";
+    for (const [name, value] of [["name", widget.name], ["colour", widget.colour], ["quantity", widget.quantity]]) {
+      const cell = row.insertCell();
+      cell.className = name;
+      cell.textContent = value;
+    }
+    row.insertCell().append(updated);
+    return row;
+  });
+  $("widget-rows").replaceChildren(...rows);
+  $("widgets-empty").hidden = rows.length > 0;
+  $("widgets").dataset.applied = inventory.applied.join(" ");
+  $("widgets").dataset.ready = "true";
+}
+
+function renderLoad(workers) {
+  const now = Date.now();
+  const rows = [];
+  for (const [id, load] of workers) {
+    if (now - load.seenAt > LOAD_STALE_MS) {
+      workers.delete(id);
+      continue;
+    }
+    const row = document.createElement("tr");
+    const cells = [
+      `${load.host}:${load.pid}`,
+      load.state,
+      load.connections,
+      load.subscriptions,
+      load.deliveries_per_s,
+      `${Math.round(load.cpu_percent)} %`,
+      `${Math.round(load.rss_bytes / 2 ** 20)} MiB`,
+      `${load.loop_lag_ms} ms`,
+    ];
+    for (const value of cells) row.insertCell().textContent = value;
+    rows.push(row);
+  }
+  $("load-rows").replaceChildren(...rows);
+}
+
+function showProblem(error) {
+  console.error(error);
+  const { message, detail, retry } = explain(error);
+  $("problem-message").textContent = message;
+  $("problem-detail").textContent = detail;
+  $("problem-retry").hidden = !retry;
+  $("problem").hidden = false;
+}
+
+function explain(error) {
+  if (error instanceof OAuthError) {
+    const refused = ["access_denied", "invalid_scope"].includes(error.error);
+    if (refused && !config.approved) return { message: NOT_APPROVED, detail: error.description, retry: false };
+    if (error.error === "access_denied") {
+      return { message: "You did not allow this page to stream for you.", detail: "", retry: true };
+    }
+    if (error.error === "invalid_grant") {
+      return { message: "Your streaming sign-in has expired.", detail: error.description, retry: true };
+    }
+    return { message: "Signing in to the stream failed.", detail: error.message, retry: true };
+  }
+  if (error instanceof ClientClosed) {
+    const message =
+      error.code === 4403 ? "The server no longer lets this account stream." : "The stream was closed.";
+    return { message, detail: `${error.reason} (${error.code})`, retry: error.code === 4401 };
+  }
+  return { message: "Something went wrong on this page.", detail: String(error?.message ?? error), retry: true };
+}
+
+$("problem-retry").addEventListener("click", () => {
+  new Tokens(config).clear();
+  beginAuthorization(config).catch(showProblem);
+});
+
+/** Signing out of the site also revokes this page's tokens. */
+function revokeOnSignOut(tokens, client) {
+  const form = document.querySelector(`header form[action="${config.logoutUrl}"]`);
+  form?.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    client.close();
+    await tokens.revoke();
+    form.submit();
+  });
+}

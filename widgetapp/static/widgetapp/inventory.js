@@ -1,0 +1,44 @@
+/**
+ * The widgets inventory as the page shows it: a `list` snapshot, then `widgets` events applied in
+ * order as upserts keyed by id, ignoring an update older than the row it would replace.
+ */
+
+export class Inventory {
+  constructor() {
+    this.rows = new Map();
+    this.position = null; // {epoch, seq} the snapshot is consistent with
+    this.applied = []; // "epoch:seq" of every event applied since the page opened (for tests)
+  }
+
+  /** Replace everything with the response of `request("widgets", "list")`. */
+  load(snapshot) {
+    this.rows = new Map(snapshot.widgets.map((widget) => [widget.id, widget]));
+    this.position = { epoch: snapshot.epoch, seq: snapshot.seq };
+  }
+
+  /** Apply one `event`; false when the snapshot already holds it. */
+  apply(event) {
+    const at = this.position;
+    if (at && event.epoch === at.epoch && event.seq <= at.seq) return false;
+    this.applied.push(`${event.epoch}:${event.seq}`);
+    const { action, widget } = event.data;
+    const current = this.rows.get(widget.id);
+    if (action === "deleted") this.rows.delete(widget.id);
+    else if (!current || instant(widget.updated_at) >= instant(current.updated_at)) {
+      this.rows.set(widget.id, widget);
+    }
+    return true;
+  }
+
+  /** Rows in the server's order: by name, then id. */
+  sorted() {
+    return [...this.rows.values()].sort((a, b) => a.name.localeCompare(b.name) || a.id - b.id);
+  }
+}
+
+/** Microseconds since the epoch of an ISO 8601 time (Date.parse keeps only milliseconds). */
+export function instant(iso) {
+  if (!iso) return -Infinity;
+  const fraction = /\.(\d+)/.exec(iso)?.[1] ?? "";
+  return Date.parse(iso) * 1000 + Number(fraction.padEnd(6, "0").slice(3, 6));
+}
