@@ -124,6 +124,7 @@ function openOne(cmd, tally) {
     ws.on("close", (code) => {
       closeCodes[code] = (closeCodes[code] || 0) + 1;
       if (!ws.closingOnPurpose) unexpectedCloses++;
+      if (!settled) tally.errors[`close ${code}`] = (tally.errors[`close ${code}`] || 0) + 1;
       settle(false);
     });
   });

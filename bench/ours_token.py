@@ -3,6 +3,7 @@
 Writes an oauth2_provider AccessToken for the bench user directly; the token is the last line printed.
 """
 
+import os
 import secrets
 from datetime import timedelta
 
@@ -24,6 +25,6 @@ token = get_access_token_model().objects.create(
     application=application,
     token=secrets.token_urlsafe(32),
     expires=timezone.now() + timedelta(days=1),
-    scope="stream:widgets publish:widgets",
+    scope=os.environ["BENCH_SCOPE"],
 )
 print(token.token)

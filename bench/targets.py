@@ -16,6 +16,8 @@ PYTHON = sys.executable
 DAPHNE = str(Path(PYTHON).with_name("daphne"))
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 Stream = tuple[str, str]
+OURS_SERVICES = ["widgets", *(f"bench{i}" for i in range(10))]  # bench0..9: bench/benchapp/services.py
+SCOPE = " ".join(f"{kind}:{name}" for name in OURS_SERVICES for kind in ("stream", "publish"))
 
 
 class Unavailable(Exception):
@@ -47,7 +49,7 @@ class Target:
         return []
 
     def streams(self, count: int) -> list[Stream]:
-        """`count` distinct streams: one shared stream, or one service each (topics for ours)."""
+        """`count` distinct streams: one shared stream, or one service each."""
         if count == 1:
             return [(self.service, "all")]
         return [(f"{self.service}{i}", "all") for i in range(count)]
@@ -144,16 +146,18 @@ class Ours(Target):
             "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{self.database}",
             "REDIS_URL": REDIS_URL,
             "STREAMING_REDIS_PREFIX": self.prefix,
+            "DJANGO_SETTINGS_MODULE": "ours_settings",
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{BENCH}",
+            "BENCH_SCOPE": SCOPE,
             **self.extra_env,
         }
 
     def streams(self, count: int) -> list[Stream]:
-        # Ours has few services; distinct streams are topics of `widgets` (see bench/README.md).
-        return [(self.service, "all")] if count == 1 else [(self.service, f"bench{i}") for i in range(count)]
+        # One stream is `widgets`; more are the services of bench/benchapp (see bench/README.md).
+        return [(self.service, "all")] if count == 1 else [(f"bench{i}", "all") for i in range(count)]
 
     def subscribe_message(self, stream: Stream) -> dict[str, Any]:
-        message = {"type": "subscribe", "service": stream[0]}
-        return message if stream[1] == "all" else {**message, "topic": stream[1]}
+        return {"type": "subscribe", "service": stream[0]}
 
     def subprotocols(self) -> list[str]:
         return ["widgetapp.v1", f"bearer.{self.token}"]
@@ -191,9 +195,8 @@ class Ours(Target):
                 conn.execute(f'CREATE DATABASE "{self.database}"')
         self.manage("migrate", "--noinput", "-v0")
         self.manage("shell", "-c", (BENCH / "ours_setup.py").read_text())
-        scope = "stream:widgets publish:widgets"
         try:
-            out = self.manage("issue_token", "bench", "--scope", scope, "--expires", "86400")
+            out = self.manage("issue_token", "bench", "--scope", SCOPE, "--expires", "86400")
         except Unavailable:
             out = self.manage("shell", "-c", (BENCH / "ours_token.py").read_text())
         Ours.token = out.strip().splitlines()[-1].strip()
