@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.utils import timezone
 
-from streaming.models import StreamSession, WorkerProcess
+from streaming.models import LoadSample, StreamSession, WorkerProcess
 from streaming.recorder import recorder_of
 from streaming.worker import get_worker
 from tests.streaming_helpers import make_user, open_session, recv, send, token_for
@@ -35,6 +36,17 @@ async def worker(memory):
 @pytest.fixture
 def alice(db):
     return make_user("alice")
+
+
+def recorded_worker_and_session() -> StreamSession:
+    now = timezone.now()
+    worker = WorkerProcess.objects.create(
+        worker_id="host:1:abc", pid=1, host="host", started_at=now, heartbeat_at=now, connections=1
+    )
+    LoadSample.objects.create(worker=worker, at=now, connections=1, cpu_percent=3.5, rss_bytes=50_000_000)
+    return StreamSession.objects.create(
+        session_id="s" * 32, worker=worker, connected_at=now, subscriptions=["widgets/all"]
+    )
 
 
 async def flush(worker) -> None:
@@ -66,3 +78,35 @@ async def test_session_is_recorded_with_user_and_subscriptions_then_closed(worke
     await row.arefresh_from_db()
     assert row.closed_at is not None and row.close_code == 1000
     assert len(row.subscriptions) == 2
+
+
+ADMIN_PAGES = [
+    "/admin/",
+    "/admin/streaming/streamsession/",
+    "/admin/streaming/streamsession/?status=open&service=widgets",
+    "/admin/streaming/streamsession/live.json",
+    "/admin/streaming/workerprocess/",
+    "/admin/streaming/workerprocess/live.json",
+    "/admin/streaming/workerprocess/dashboard/",
+    "/admin/streaming/serviceconfig/",
+    "/admin/streaming/loadsample/",
+    "/admin/streaming/auditentry/",
+    "/admin/streaming/limitoverride/",
+    "/admin/streaming/limitoverride/add/",
+]
+
+
+def test_admin_pages_render_for_staff_only(client, admin_user, django_user_model):
+    recorded_worker_and_session()
+    client.force_login(admin_user)
+    for url in ADMIN_PAGES:
+        assert client.get(url).status_code == 200, url
+    staff = django_user_model.objects.create_user("clerk", password="pw-clerk-123", is_staff=True)
+    client.force_login(staff)
+    assert client.get("/admin/streaming/streamsession/").status_code == 403
+    assert client.get("/admin/streaming/workerprocess/live.json").status_code == 403
+    member = django_user_model.objects.create_user("member", password="pw-member-123")
+    client.force_login(member)
+    for url in ADMIN_PAGES:
+        response = client.get(url)
+        assert response.status_code == 302 and "/admin/login/" in response["Location"], url

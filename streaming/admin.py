@@ -1,0 +1,311 @@
+"""Admin for the streaming engine: live sessions and workers, the load dashboard, and the levers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.templatetags.admin_list import results
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.utils import timezone
+
+from streaming import dashboard, mitigation
+from streaming import protocol as p
+from streaming.models import (
+    AuditEntry,
+    LimitOverride,
+    LoadSample,
+    ServiceConfig,
+    StreamSession,
+    WorkerProcess,
+)
+from streaming.recorder import LOAD_FIELDS
+
+#: Close codes an admin may choose when disconnecting sessions, and what each tells the client.
+DISCONNECT_CODES = [
+    (p.CLOSE_FORBIDDEN, f"{p.CLOSE_FORBIDDEN} forbidden: the client must not reconnect"),
+    (p.CLOSE_OVERLOADED, f"{p.CLOSE_OVERLOADED} overloaded: the client retries later"),
+    (p.CLOSE_RESTART, f"{p.CLOSE_RESTART} restart: the client reconnects and resumes now"),
+    (p.CLOSE_UNAUTHENTICATED, f"{p.CLOSE_UNAUTHENTICATED} unauthenticated: the client needs a new token"),
+    (p.CLOSE_NORMAL, f"{p.CLOSE_NORMAL} normal closure"),
+]
+
+
+class ReadOnlyMixin:
+    """Records written by the workers: admins look, filter and act, but never edit them by hand."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class LiveChangeListMixin:
+    """A `live.json` next to the change list: its rows as the admin renders them, polled by live.js."""
+
+    class Media:
+        js = ["streaming/admin/live.js"]
+
+    def get_urls(self) -> list[URLPattern]:
+        opts = self.model._meta  # type: ignore[attr-defined]
+        live = self.admin_site.admin_view(self.live_view)  # type: ignore[attr-defined]
+        return [path("live.json", live, name=f"{opts.app_label}_{opts.model_name}_live"), *super().get_urls()]  # type: ignore[misc]
+
+    def live_view(self, request: HttpRequest) -> JsonResponse:
+        if not self.has_view_or_change_permission(request):  # type: ignore[attr-defined]
+            raise PermissionDenied
+        try:
+            changelist = self.get_changelist_instance(request)  # type: ignore[attr-defined]
+        except IncorrectLookupParameters:
+            return JsonResponse({"error": "bad_request", "message": "Unknown filter."}, status=400)
+        changelist.formset = None
+        rows = [
+            {"pk": str(obj.pk), "cells": [str(cell) for cell in cells]}
+            for obj, cells in zip(changelist.result_list, results(changelist), strict=True)
+        ]
+        return JsonResponse(
+            {"count": changelist.result_count, "rows": rows, "at": timezone.now().isoformat()}
+        )
+
+
+class OpenFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("open", "Open"), ("closed", "Closed")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() in ("open", "closed"):
+            return queryset.filter(closed_at__isnull=self.value() == "open")
+        return queryset
+
+
+class ServiceFilter(admin.SimpleListFilter):
+    """Sessions subscribed to a service (subscriptions are stored as "service/topic" strings)."""
+
+    title = "service"
+    parameter_name = "service"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        from streaming import services
+
+        return [(name, name) for name in services.names()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value():
+            return queryset.filter(subscriptions__icontains=f'"{self.value()}/')
+        return queryset
+
+
+class DisconnectForm(forms.Form):
+    code = forms.TypedChoiceField(choices=DISCONNECT_CODES, coerce=int, initial=p.CLOSE_FORBIDDEN)
+    reason = forms.CharField(max_length=120, initial="Disconnected by an administrator.")
+
+
+@admin.register(StreamSession)
+class StreamSessionAdmin(LiveChangeListMixin, ReadOnlyMixin, admin.ModelAdmin):
+    list_display = [
+        "short_id",
+        "user",
+        "application",
+        "worker",
+        "remote_addr",
+        "connected_at",
+        "subscribed",
+        "messages_in",
+        "messages_out",
+        "rate_in",
+        "rate_out",
+        "last_activity_at",
+        "closed_at",
+        "close_code",
+    ]
+    list_filter = [
+        OpenFilter,
+        ServiceFilter,
+        ("worker", admin.RelatedOnlyFieldListFilter),
+        ("user", admin.RelatedOnlyFieldListFilter),
+    ]
+    list_select_related = ["user", "application", "worker"]
+    search_fields = ["session_id", "user__username", "remote_addr"]
+    actions = ["disconnect"]
+    date_hierarchy = "connected_at"
+
+    @admin.display(description="session", ordering="session_id")
+    def short_id(self, obj: StreamSession) -> str:
+        return obj.session_id[:12]
+
+    @admin.display(description="subscriptions")
+    def subscribed(self, obj: StreamSession) -> str:
+        return ", ".join(obj.subscriptions) or "—"
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Disconnect selected sessions…", permissions=["view"])
+    def disconnect(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        """Ask for a close code (4403 by default), then close the open ones on every worker."""
+        form = DisconnectForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            ids = queryset.filter(closed_at__isnull=True).values_list("session_id", flat=True)
+            count = mitigation.sessions_disconnect(
+                session_ids=ids,
+                code=form.cleaned_data["code"],
+                reason=form.cleaned_data["reason"],
+                user=request.user,
+            )
+            self.message_user(request, f"Disconnecting {count} open session(s).", messages.SUCCESS)
+            return None
+        return TemplateResponse(
+            request,
+            "admin/streaming/streamsession/disconnect.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Disconnect sessions",
+                "form": form,
+                "sessions": queryset,
+                "opts": self.model._meta,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
+
+@admin.register(WorkerProcess)
+class WorkerProcessAdmin(LiveChangeListMixin, ReadOnlyMixin, admin.ModelAdmin):
+    list_display = [
+        "worker_id",
+        "host",
+        "pid",
+        "state",
+        "connections",
+        "subscriptions",
+        "messages_in_per_s",
+        "messages_out_per_s",
+        "cpu_percent",
+        "memory",
+        "loop_lag_ms",
+        "layer_latency_ms",
+        "heartbeat_at",
+    ]
+    list_filter = ["state", "host"]
+    actions = ["drain"]
+    change_list_template = "admin/streaming/workerprocess/change_list.html"
+
+    @admin.display(description="memory", ordering="rss_bytes")
+    def memory(self, obj: WorkerProcess) -> str:
+        return f"{obj.rss_bytes / 1_048_576:.0f} MB"
+
+    @admin.action(description="Drain selected workers (clients reconnect elsewhere)", permissions=["view"])
+    def drain(self, request: HttpRequest, queryset: QuerySet) -> None:
+        live = queryset.filter(state=WorkerProcess.State.RUNNING)
+        for worker_id in live.values_list("worker_id", flat=True):
+            mitigation.worker_drain(worker_id=worker_id, user=request.user)
+        self.message_user(request, f"Draining {live.count()} worker(s).", messages.SUCCESS)
+
+    def get_urls(self) -> list[URLPattern]:
+        board = self.admin_site.admin_view(self.dashboard_view)
+        return [path("dashboard/", board, name="streaming_dashboard"), *super().get_urls()]
+
+    def dashboard_view(self, request: HttpRequest) -> TemplateResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return TemplateResponse(
+            request,
+            "admin/streaming/dashboard.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Streaming load, last hour",
+                "charts": dashboard.charts(now=timezone.now()),
+                "opts": self.model._meta,
+                "workers": WorkerProcess.objects.filter(state__in=["running", "draining"]),
+            },
+        )
+
+
+@admin.register(ServiceConfig)
+class ServiceConfigAdmin(admin.ModelAdmin):
+    list_display = ["name", "enabled", "updated_at"]
+    list_filter = ["enabled"]
+    readonly_fields = ["name", "updated_at"]
+    actions = ["enable", "disable"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        mitigation.service_configs_ensure()
+        return super().changelist_view(request, extra_context)
+
+    def save_model(self, request: HttpRequest, obj: ServiceConfig, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        verb = "enable" if obj.enabled else "disable"
+        mitigation.admin_action_audit(user=request.user, detail=f"{verb} service {obj.name}")
+
+    @admin.action(description="Enable selected services", permissions=["change"])
+    def enable(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._switch(request, queryset, True)
+
+    @admin.action(description="Disable selected services (ends their subscriptions)", permissions=["change"])
+    def disable(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._switch(request, queryset, False)
+
+    def _switch(self, request: HttpRequest, queryset: QuerySet, enabled: bool) -> None:
+        names = list(queryset.values_list("name", flat=True))
+        count = mitigation.services_switch(names=names, enabled=enabled, user=request.user)
+        self.message_user(
+            request, f"{'Enabled' if enabled else 'Disabled'} {count} service(s).", messages.SUCCESS
+        )
+
+
+@admin.register(LimitOverride)
+class LimitOverrideAdmin(admin.ModelAdmin):
+    list_display = ["limit", "scope", "user", "group", "service", "worker_id", "value", "updated_at"]
+    list_filter = ["limit", "scope"]
+    autocomplete_fields = ["user", "group"]
+
+    def save_model(self, request: HttpRequest, obj: LimitOverride, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        mitigation.limits_reload(user=request.user, detail=f"{'change' if change else 'add'} limit {obj}")
+
+    def delete_model(self, request: HttpRequest, obj: LimitOverride) -> None:
+        super().delete_model(request, obj)
+        mitigation.limits_reload(user=request.user, detail=f"delete limit {obj}")
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        names = ", ".join(str(obj) for obj in queryset)
+        super().delete_queryset(request, queryset)
+        mitigation.limits_reload(user=request.user, detail=f"delete limits {names}")
+
+
+@admin.register(LoadSample)
+class LoadSampleAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["at", "worker", *LOAD_FIELDS]
+    list_filter = [("worker", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["worker"]
+    date_hierarchy = "at"
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["at", "kind", "user", "application", "session_id", "remote_addr", "close_code", "detail"]
+    list_filter = ["kind"]
+    list_select_related = ["user", "application"]
+    search_fields = ["user__username", "session_id", "remote_addr", "detail"]
+    date_hierarchy = "at"
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
