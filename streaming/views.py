@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from channels.db import database_sync_to_async
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from streaming import services
+from streaming import health, metrics, services
 from streaming.auth import AuthError, verify_token
 from streaming.conf import streaming_settings
 from streaming.protocol import CLOSE_UNAUTHENTICATED, ProtocolError
 from streaming.publish import publish
+from streaming.worker import running_worker
 
 
 def problem(status: int, code: str, message: str) -> JsonResponse:
@@ -75,3 +77,19 @@ def publish_event(request: HttpRequest, service: str) -> JsonResponse:
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
+
+
+async def readyz(request: HttpRequest) -> JsonResponse:
+    """200 when this worker should get traffic; 503 while draining or without database or Redis."""
+    found = await health.problems()
+    if found:
+        return JsonResponse({"status": "unavailable", "problems": found}, status=503)
+    return JsonResponse({"status": "ready"})
+
+
+async def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus text exposition; the series are documented in streaming/metrics.py."""
+    local = metrics.worker_families(running_worker())
+    fleet = await database_sync_to_async(metrics.fleet_families)()
+    body, content_type = metrics.exposition(local + fleet)
+    return HttpResponse(body, content_type=content_type)

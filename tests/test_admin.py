@@ -6,7 +6,9 @@ import asyncio
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.test import AsyncClient
 from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
 
 from streaming.models import LoadSample, StreamSession, WorkerProcess
 from streaming.recorder import recorder_of
@@ -110,3 +112,58 @@ def test_admin_pages_render_for_staff_only(client, admin_user, django_user_model
     for url in ADMIN_PAGES:
         response = client.get(url)
         assert response.status_code == 302 and "/admin/login/" in response["Location"], url
+
+
+DOCUMENTED_SERIES = [
+    "streaming_worker_info",
+    "streaming_draining",
+    "streaming_connections",
+    "streaming_subscriptions",
+    "streaming_messages_in",
+    "streaming_deliveries",
+    "streaming_loop_lag_seconds",
+    "streaming_layer_latency_seconds",
+    "streaming_recorder_cpu_seconds",
+    "streaming_recorder_flushes",
+    "streaming_fleet_connections",
+    "streaming_fleet_subscriptions",
+    "streaming_fleet_messages_in_per_second",
+    "streaming_fleet_messages_out_per_second",
+    "streaming_fleet_cpu_percent",
+    "streaming_fleet_rss_bytes",
+    "streaming_fleet_loop_lag_seconds",
+    "streaming_fleet_heartbeat_age_seconds",
+    "streaming_sessions_open",
+    "streaming_service_enabled",
+    "process_resident_memory_bytes",
+]
+
+
+async def test_metrics_expose_the_documented_series(worker, alice):
+    token = await sync_to_async(token_for)(alice)
+    comm, _ = await open_session(token)
+    await subscribe(comm)
+    await flush(worker)
+    response = await AsyncClient().get("/metrics")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(response.content.decode())}
+    assert set(DOCUMENTED_SERIES) <= set(families)
+    [connections] = families["streaming_connections"].samples
+    assert connections.labels == {"worker": worker.id} and connections.value == 1
+    fleet = {s.labels["worker"]: s.value for s in families["streaming_fleet_subscriptions"].samples}
+    assert fleet[worker.id] == 1
+    assert families["streaming_sessions_open"].samples[0].value == 1
+    await comm.disconnect()
+
+
+async def test_readyz_is_503_while_draining(worker):
+    client = AsyncClient()
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200, ready.content
+    worker.draining = True
+    try:
+        draining = await client.get("/readyz")
+    finally:
+        worker.draining = False
+    assert draining.status_code == 503 and "draining" in draining.json()["problems"]
+    assert (await client.get("/healthz")).status_code == 200
