@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
+import signal
+import time
+from io import StringIO
 
 import pytest
+import websockets
 from asgiref.sync import sync_to_async
+from django.core.management import call_command
 from django.test import AsyncClient
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from streaming.models import LoadSample, StreamSession, WorkerProcess
+from streaming import mitigation
+from streaming.models import AuditEntry, LoadSample, ServiceConfig, StreamSession, WorkerProcess
 from streaming.recorder import recorder_of
 from streaming.worker import get_worker
+from tests.conftest import database_url_for_subprocess
 from tests.streaming_helpers import make_user, open_session, recv, send, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -167,3 +177,149 @@ async def test_readyz_is_503_while_draining(worker):
         worker.draining = False
     assert draining.status_code == 503 and "draining" in draining.json()["problems"]
     assert (await client.get("/healthz")).status_code == 200
+
+
+# Real daphne workers: the admin acts through the control bus (Redis), sockets are real. ----------
+
+REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def server(daphne_factory, redis_prefix, settings):
+    """A daphne worker sharing this test's database and Redis (history and control bus)."""
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{redis_prefix}:layer:"},
+        }
+    }
+    return daphne_factory(
+        {
+            "DATABASE_URL": database_url_for_subprocess(),
+            "REDIS_URL": REDIS_URL,
+            "STREAMING_REDIS_PREFIX": redis_prefix,
+            "STREAMING_DRAIN_SECONDS": "0.5",
+        }
+    )
+
+
+@pytest.fixture
+def staff_client(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+async def connect_and_subscribe(server, token: str, *services: str):
+    ws = await websockets.connect(server.ws_url, subprotocols=["widgetapp.v1", f"bearer.{token}"])
+    welcome = json.loads(await ws.recv())
+    for service in services:
+        await ws.send(json.dumps({"type": "subscribe", "service": service, "id": service}))
+        assert json.loads(await ws.recv())["type"] == "subscribed"
+    return ws, welcome["session"]
+
+
+async def until(predicate, timeout: float = 10.0):
+    """Poll a sync predicate (in a thread, it reads the database) until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = await sync_to_async(predicate)()
+        if result:
+            return result
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{predicate} stayed false for {timeout}s")
+
+
+async def closed_with(ws) -> tuple[list[dict], int | None]:
+    received = []
+    with contextlib.suppress(websockets.ConnectionClosed):
+        async for raw in ws:
+            received.append(json.loads(raw))
+    return received, ws.close_code
+
+
+def live_rows(client, model: str, query: str = "") -> list[dict]:
+    response = client.get(f"/admin/streaming/{model}/live.json{query}")
+    assert response.status_code == 200
+    return response.json()["rows"]
+
+
+async def test_real_session_is_listed_live_and_disconnect_closes_it_with_the_chosen_code(
+    server, alice, staff_client
+):
+    token = await sync_to_async(token_for)(alice)
+    ws, session_id = await connect_and_subscribe(server, token, "widgets")
+    rows = await until(lambda: live_rows(staff_client, "streamsession", "?status=open&service=widgets"))
+    cells = "".join(rows[0]["cells"])
+    assert len(rows) == 1 and "alice" in cells and "widgets/all" in cells and session_id[:12] in cells
+    response = await sync_to_async(staff_client.post)(
+        "/admin/streaming/streamsession/", {"action": "disconnect", "_selected_action": [rows[0]["pk"]]}
+    )
+    assert response.status_code == 200 and b"4403 forbidden" in response.content  # the code form
+    await sync_to_async(staff_client.post)(
+        "/admin/streaming/streamsession/",
+        {
+            "action": "disconnect",
+            "_selected_action": [rows[0]["pk"]],
+            "apply": "1",
+            "code": "4013",
+            "reason": "Load shedding.",
+        },
+    )
+    received, code = await asyncio.wait_for(closed_with(ws), 5)
+    assert code == 4013
+    row = await until(
+        lambda: StreamSession.objects.filter(session_id=session_id, closed_at__isnull=False).first()
+    )
+    assert (
+        row.close_code == 4013
+        and row.close_reason == "Load shedding."
+        and row.subscriptions == ["widgets/all"]
+    )
+    assert await AuditEntry.objects.filter(kind="admin_action", detail__contains="4013").aexists()
+    assert not await sync_to_async(live_rows)(staff_client, "streamsession", "?status=open")
+
+
+async def test_drain_action_hands_real_clients_over_with_4012(server, alice, staff_client):
+    token = await sync_to_async(token_for)(alice)
+    ws, _ = await connect_and_subscribe(server, token, "widgets")
+    record = await until(lambda: WorkerProcess.objects.filter(connections=1, state="running").first())
+    await sync_to_async(staff_client.post)(
+        "/admin/streaming/workerprocess/", {"action": "drain", "_selected_action": [record.pk]}
+    )
+    received, code = await asyncio.wait_for(closed_with(ws), 10)
+    assert code == 4012 and received[-1]["type"] == "reconnect"
+    assert await AuditEntry.objects.filter(
+        kind="admin_action", detail=f"drain worker {record.worker_id}"
+    ).aexists()
+
+
+async def test_disabling_a_service_ends_its_subscriptions(server, alice, staff_client):
+    await sync_to_async(mitigation.service_configs_ensure)()
+    token = await sync_to_async(token_for)(alice)
+    ws, _ = await connect_and_subscribe(server, token, "widgets", "notifications")
+    widgets = await ServiceConfig.objects.aget(name="widgets")
+    await sync_to_async(staff_client.post)(
+        "/admin/streaming/serviceconfig/", {"action": "disable", "_selected_action": [widgets.pk]}
+    )
+    ended = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert ended["type"] == "error" and ended["code"] == "service_disabled" and ended["service"] == "widgets"
+    await ws.send(json.dumps({"type": "subscribe", "service": "widgets", "id": "again"}))
+    assert json.loads(await asyncio.wait_for(ws.recv(), 5))["code"] == "service_disabled"
+    await ws.close()
+    assert await AuditEntry.objects.filter(kind="admin_action", detail="disable service widgets").aexists()
+
+
+async def test_cleanup_closes_the_sessions_of_a_sigkilled_worker(server, alice):
+    token = await sync_to_async(token_for)(alice)
+    ws, session_id = await connect_and_subscribe(server, token, "widgets")
+    await until(lambda: StreamSession.objects.filter(session_id=session_id).exists())
+    server.signal(signal.SIGKILL)
+    server.wait(5)
+    await asyncio.sleep(0.1)
+    out = StringIO()
+    await sync_to_async(call_command)("streaming_cleanup", "--stale-seconds", "0", stdout=out)
+    row = await StreamSession.objects.select_related("worker").aget(session_id=session_id)
+    assert row.closed_at is not None and row.close_code == 1006 and row.worker.state == "dead"
+    assert "1 marked dead, 1 open sessions closed" in out.getvalue()
+    with contextlib.suppress(Exception):
+        await ws.close()

@@ -1,0 +1,109 @@
+"""A terminal picture of the streaming fleet: workers, open sessions, services and load."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from django.db.models import Max
+
+from streaming import services
+from streaming.models import LoadSample, ServiceConfig, StreamSession, WorkerProcess
+
+#: Workers that stopped or died this recently are still shown.
+RECENT = timedelta(minutes=10)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Rows under headers, columns padded to their widest cell; numbers right-aligned."""
+    cells = [[str(h) for h in headers], *[[_cell(v) for v in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    numeric = [
+        all(isinstance(row[i], int | float) for row in rows) and bool(rows) for i in range(len(headers))
+    ]
+
+    def line(row: list[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if n else c.ljust(w) for c, w, n in zip(row, widths, numeric, strict=True)
+        )
+
+    return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths), *map(line, cells[1:])]).rstrip()
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    return str(value)
+
+
+def workers_table(now: datetime) -> str:
+    live = [WorkerProcess.State.RUNNING, WorkerProcess.State.DRAINING]
+    workers = WorkerProcess.objects.filter(state__in=live) | WorkerProcess.objects.filter(
+        heartbeat_at__gte=now - RECENT
+    )
+    rows = [
+        (
+            w.worker_id,
+            w.state,
+            w.connections,
+            w.subscriptions,
+            w.messages_in_per_s,
+            w.messages_out_per_s,
+            w.cpu_percent,
+            round(w.rss_bytes / 1_048_576, 1),
+            w.loop_lag_ms,
+            round((now - w.heartbeat_at).total_seconds(), 1),
+        )
+        for w in workers.order_by("worker_id")
+    ]
+    headers = [
+        "worker",
+        "state",
+        "conns",
+        "subs",
+        "in/s",
+        "out/s",
+        "cpu %",
+        "rss MB",
+        "lag ms",
+        "heartbeat s",
+    ]
+    return table(headers, rows) if rows else "no workers recorded"
+
+
+def services_table() -> str:
+    subscribed: Counter[str] = Counter()
+    for subscriptions in StreamSession.objects.filter(closed_at__isnull=True).values_list(
+        "subscriptions", flat=True
+    ):
+        subscribed.update({entry.split("/", 1)[0] for entry in subscriptions})
+    disabled = set(ServiceConfig.objects.filter(enabled=False).values_list("name", flat=True))
+    rows = [
+        (name, "disabled" if name in disabled else "enabled", subscribed[name]) for name in services.names()
+    ]
+    return table(["service", "state", "open sessions"], rows)
+
+
+def load_summary(now: datetime) -> str:
+    open_sessions = StreamSession.objects.filter(closed_at__isnull=True)
+    peak = LoadSample.objects.filter(at__gte=now - timedelta(hours=1)).aggregate(
+        connections=Max("connections"), cpu=Max("cpu_percent"), lag=Max("loop_lag_ms")
+    )
+    return (
+        f"open sessions: {open_sessions.count()} ({open_sessions.values('user').distinct().count()} users); "
+        f"last hour peaks per worker: {peak['connections'] or 0} connections, "
+        f"{peak['cpu'] or 0:.1f} % CPU, {peak['lag'] or 0:.1f} ms loop lag"
+    )
+
+
+def status_text(*, now: datetime) -> str:
+    """Everything `streaming_status` prints, as one string."""
+    return "\n\n".join(
+        [
+            f"WidgetApp streaming at {now:%Y-%m-%d %H:%M:%S} UTC",
+            workers_table(now),
+            services_table(),
+            load_summary(now),
+        ]
+    )
