@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import time
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -19,6 +20,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from streaming import mitigation
+from streaming.cleanup import workers_sweep
 from streaming.models import AuditEntry, LoadSample, ServiceConfig, StreamSession, WorkerProcess
 from streaming.recorder import recorder_of
 from streaming.worker import get_worker
@@ -323,3 +325,79 @@ async def test_cleanup_closes_the_sessions_of_a_sigkilled_worker(server, alice):
     assert "1 marked dead, 1 open sessions closed" in out.getvalue()
     with contextlib.suppress(Exception):
         await ws.close()
+
+
+async def test_limit_saved_in_the_admin_applies_to_the_next_message(server, alice, staff_client):
+    token = await sync_to_async(token_for)(alice)
+    ws, _ = await connect_and_subscribe(server, token, "widgets")
+    response = await sync_to_async(staff_client.post)(
+        "/admin/streaming/limitoverride/add/",
+        {
+            "limit": "MAX_SUBSCRIPTIONS",
+            "scope": "user",
+            "user": alice.pk,
+            "value": "1",
+            "service": "",
+            "worker_id": "",
+        },
+    )
+    assert response.status_code == 302, response.content[:2000]
+    await asyncio.sleep(1.5)  # the control bus reaches every worker well within 2 s
+    await ws.send(json.dumps({"type": "subscribe", "service": "notifications", "id": "n"}))
+    reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert reply["type"] == "error" and reply["code"] == "too_many_subscriptions", reply
+    await ws.close()
+    assert await AuditEntry.objects.filter(kind="admin_action", detail__startswith="add limit").aexists()
+
+
+# Cleanup and status, on recorded rows ------------------------------------------------------------
+
+
+def test_cleanup_dry_run_counts_and_run_deletes_past_retention(settings):
+    settings.STREAMING = {
+        **settings.STREAMING,
+        "SESSION_RETENTION_DAYS": 1,
+        "LOAD_SAMPLE_RETENTION_DAYS": 1,
+        "AUDIT_RETENTION_DAYS": 1,
+    }
+    session = recorded_worker_and_session()
+    long_ago = timezone.now() - timedelta(days=3)
+    WorkerProcess.objects.update(heartbeat_at=long_ago)
+    LoadSample.objects.update(at=long_ago)
+    AuditEntry.objects.create(kind="connect", detail="old")
+    AuditEntry.objects.update(at=long_ago)
+    out = StringIO()
+    call_command("streaming_cleanup", "--dry-run", stdout=out)
+    assert "1 marked dead, 1 open sessions closed (dry run" in out.getvalue()
+    assert WorkerProcess.objects.get().state == "running" and LoadSample.objects.count() == 1
+    call_command("streaming_cleanup", stdout=out)
+    session.refresh_from_db()
+    assert session.closed_at is not None and session.close_code == 1006
+    assert LoadSample.objects.count() == 0 and AuditEntry.objects.count() == 0
+    StreamSession.objects.update(closed_at=long_ago)
+    out = StringIO()
+    call_command("streaming_cleanup", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert "closed sessions older than 1 days: 1 deleted" in lines and lines[-1].startswith("Done:")
+    assert not StreamSession.objects.exists()
+
+
+def test_a_draining_worker_that_went_quiet_is_stopped_not_dead():
+    session = recorded_worker_and_session()
+    WorkerProcess.objects.update(state="draining", heartbeat_at=timezone.now() - timedelta(minutes=1))
+    assert workers_sweep(now=timezone.now(), stale_seconds=15) == (1, 1)
+    session.refresh_from_db()
+    assert session.worker.state == "stopped" and session.close_code == 4012
+
+
+def test_status_prints_workers_services_and_load():
+    recorded_worker_and_session()
+    mitigation.service_configs_ensure()
+    ServiceConfig.objects.filter(name="notifications").update(enabled=False)
+    out = StringIO()
+    call_command("streaming_status", stdout=out)
+    text = out.getvalue()
+    assert "host:1:abc" in text and "running" in text
+    assert any(line.split()[:3] == ["widgets", "enabled", "1"] for line in text.splitlines())
+    assert any(line.split()[:2] == ["notifications", "disabled"] for line in text.splitlines())
+    assert "open sessions: 1" in text
