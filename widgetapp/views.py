@@ -13,10 +13,11 @@ from accounts.services import user_is_approved
 from streaming import services
 from widgetapp.widgets.management.commands.seed_demo import BROWSER_CLIENT_ID
 
-# Staff links from the live page to the admin's live views.
+# Staff links from the live page to the admin's live views (label, URL name).
 ADMIN_LINKS = [
-    ("Live sessions", "/admin/streaming/streamsession/"),
-    ("Load dashboard", "/admin/streaming/load/"),
+    ("Live sessions", "admin:streaming_streamsession_changelist"),
+    ("Workers", "admin:streaming_workerprocess_changelist"),
+    ("Load dashboard", "admin:streaming_dashboard"),
 ]
 
 
@@ -27,7 +28,8 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 def live(request: HttpRequest) -> HttpResponse:
     """The live page; also the OAuth redirect URI (`/app/callback`), where its script takes the code."""
-    context = {"config": page_config(request), "services": services.names(), "admin_links": ADMIN_LINKS}
+    admin_links = [(label, reverse(name)) for label, name in ADMIN_LINKS]
+    context = {"config": page_config(request), "services": services.names(), "admin_links": admin_links}
     return render(request, "app.html", context)
 
 

@@ -16,7 +16,8 @@ const LOAD_STALE_MS = 15_000;
 
 const $ = (id) => document.getElementById(id);
 
-main().catch(showProblem);
+let client = null;
+main().catch(refused);
 
 async function main() {
   const tokens = new Tokens(config);
@@ -29,9 +30,9 @@ async function main() {
     await beginAuthorization(config);
     return;
   }
-  const client = new StreamClient(websocketUrl(), {
+  client = new StreamClient(websocketUrl(), {
     getToken: (reason) => tokens.forClient(reason),
-    onstate: (state) => showState(state, client),
+    onstate: (state) => showState(state),
   });
   revokeOnSignOut(tokens, client);
   await client.connect();
@@ -109,7 +110,7 @@ async function untilAnswered(call) {
 
 // --- rendering ----------------------------------------------------------------------------------
 
-function showState(state, client = null) {
+function showState(state) {
   const element = $("connection-state");
   element.textContent = state;
   element.dataset.state = state;
@@ -184,6 +185,15 @@ function renderLoad(workers) {
     rows.push(row);
   }
   $("load-rows").replaceChildren(...rows);
+}
+
+/** The page could not start streaming: say why, and show nothing as available. */
+function refused(error) {
+  showProblem(error);
+  if (client && client.state !== "closed") return;
+  showState("closed");
+  renderServices([]);
+  for (const section of document.querySelectorAll("section:has(.unavailable)")) markUnavailable(section.id);
 }
 
 function showProblem(error) {

@@ -8,7 +8,9 @@ import { challengeS256, randomToken } from "./pkce.js";
 const PENDING_KEY = "widgetapp.oauth.pending";
 const TOKENS_KEY = "widgetapp.oauth.tokens";
 // Treat an access token this close to its expiry as expired when connecting.
-const EXPIRY_MARGIN_MS = 5_000;
+const EXPIRY_MARGIN_MS = 1_000;
+// The token endpoint unreachable (a worker restarting) is retried after these pauses, then reported.
+const RETRY_PAUSES_MS = [250, 500, 1_000, 2_000, 4_000, 8_000];
 
 /** A standard OAuth error (`error`, `error_description`) from a redirect or the token endpoint. */
 export class OAuthError extends Error {
@@ -45,12 +47,13 @@ export async function completeAuthorization(config, query) {
   if (!pending || !query.get("code") || query.get("state") !== pending.state) {
     throw new OAuthError("invalid_state", "This sign-in answer was not started by this page.");
   }
-  return tokenGrant(config, {
+  const fields = {
     grant_type: "authorization_code",
     code: query.get("code"),
     redirect_uri: config.redirectUri,
     code_verifier: pending.verifier,
-  });
+  };
+  return retryUnreachable(() => tokenGrant(config, fields));
 }
 
 /** The tokens of the signed-in user, refreshed one grant at a time (refresh tokens rotate). */
@@ -103,8 +106,9 @@ export class Tokens {
   async _refresh() {
     const refreshToken = this.current?.refresh_token;
     if (!refreshToken) throw new OAuthError("invalid_grant", "There is no refresh token; sign in again.");
+    const fields = { grant_type: "refresh_token", refresh_token: refreshToken };
     try {
-      this.save(await tokenGrant(this.config, { grant_type: "refresh_token", refresh_token: refreshToken }));
+      this.save(await retryUnreachable(() => tokenGrant(this.config, fields)));
     } catch (error) {
       // A refused grant will not succeed later (rotated or revoked token); a network error might.
       if (error instanceof OAuthError) this.clear();
@@ -121,9 +125,23 @@ export class Tokens {
 
 async function tokenGrant(config, fields) {
   const response = await post(config.tokenUrl, { client_id: config.clientId, ...fields });
+  if (response.status >= 500) throw new TypeError(`the token endpoint answered ${response.status}`);
   const body = await response.json().catch(() => ({}));
   if (!response.ok) throw new OAuthError(body.error ?? `http_${response.status}`, body.error_description ?? "");
   return body;
+}
+
+/** `call()`, again after a network failure (fetch's TypeError) or a 5xx; OAuth errors are final. */
+async function retryUnreachable(call) {
+  for (const pause of RETRY_PAUSES_MS) {
+    try {
+      return await call();
+    } catch (error) {
+      if (!(error instanceof TypeError)) throw error;
+      await new Promise((resolve) => setTimeout(resolve, pause));
+    }
+  }
+  return call();
 }
 
 function post(url, fields) {
