@@ -18,6 +18,7 @@ from oauth2_provider.models import AccessToken, Application
 
 from accounts.models import User
 from accounts.services import group_approve
+from streaming.publish import publish
 from tests.conftest import database_url_for_subprocess
 from tests.servers import DaphneProcess, free_port
 from widgetapp.widgets.models import Widget
@@ -172,7 +173,7 @@ def screenshot(page: Any, name: str) -> None:
 
 
 def test_pkce_sign_in_shows_widgets_and_live_changes(site: Site, page: Any) -> None:
-    make_user("dana", services=("widgets", "notifications"))
+    dana = make_user("dana", services=("widgets", "notifications"))
     open_live_page(page, site, "dana")
 
     assert page.url == f"{site.url}/app/"  # the code left the address bar
@@ -189,6 +190,8 @@ def test_pkce_sign_in_shows_widgets_and_live_changes(site: Site, page: Any) -> N
     expect(quantity_cell(page, gizmo)).to_have_text("42", timeout=1000)
     off_loop(lambda: Widget.objects.create(name="Whatsit", colour="teal", quantity=7))
     expect(rows).to_have_count(4, timeout=1000)
+    off_loop(publish, "notifications", {"message": "Your order shipped"}, topic=str(dana.pk))
+    expect(page.locator("#notification-list li")).to_contain_text("Your order shipped", timeout=1000)
     screenshot(page, "live-page.png")
 
     page.reload()  # the tab keeps its tokens: no second consent
