@@ -1,0 +1,47 @@
+// The demo page's inventory rules: snapshot, then events in order as upserts keyed by id.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { Inventory, instant } from "./inventory.js";
+
+const T0 = "2026-11-28T01:00:00.100000+00:00";
+const T1 = "2026-11-28T01:00:00.100500+00:00"; // 0.5 ms later: same millisecond for Date.parse
+const widget = (id, name, quantity, updated_at = T0) => ({ id, name, colour: "blue", quantity, updated_at });
+const event = (seq, action, data, epoch = "e1") => ({ type: "event", epoch, seq, data: { action, widget: data } });
+
+function loaded() {
+  const inventory = new Inventory();
+  inventory.load({ epoch: "e1", seq: 4, widgets: [widget(1, "Sprocket", 12), widget(2, "Gizmo", 5)] });
+  return inventory;
+}
+
+test("events after the snapshot are applied in order as upserts keyed by id", () => {
+  const inventory = loaded();
+  assert.equal(inventory.apply(event(5, "updated", widget(2, "Gizmo", 6, T1))), true);
+  assert.equal(inventory.apply(event(6, "created", widget(3, "Doohickey", 0, T1))), true);
+  assert.equal(inventory.apply(event(7, "deleted", widget(1, "Sprocket", 12, T1))), true);
+  assert.deepEqual(inventory.sorted().map((w) => [w.name, w.quantity]), [["Doohickey", 0], ["Gizmo", 6]]);
+  assert.deepEqual(inventory.applied, ["e1:5", "e1:6", "e1:7"]);
+});
+
+test("events the snapshot already holds are skipped", () => {
+  const inventory = loaded();
+  assert.equal(inventory.apply(event(4, "updated", widget(2, "Gizmo", 99, T1))), false);
+  assert.equal(inventory.rows.get(2).quantity, 5);
+  assert.deepEqual(inventory.applied, []);
+});
+
+test("an update older than the row's updated_at is ignored, to the microsecond", () => {
+  const inventory = loaded();
+  inventory.apply(event(5, "updated", widget(2, "Gizmo", 7, T1)));
+  inventory.apply(event(6, "updated", widget(2, "Gizmo", 1, T0)));
+  assert.equal(inventory.rows.get(2).quantity, 7);
+  assert.ok(instant(T1) > instant(T0));
+  assert.ok(instant("2026-11-28T01:00:01+00:00") > instant(T1)); // isoformat drops a zero fraction
+});
+
+test("another epoch is applied (the page refetches the snapshot on the reset it comes with)", () => {
+  const inventory = loaded();
+  assert.equal(inventory.apply(event(1, "updated", widget(1, "Sprocket", 3, T1), "e2")), true);
+  assert.equal(inventory.rows.get(1).quantity, 3);
+});
