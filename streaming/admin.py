@@ -48,22 +48,22 @@ class ReadOnlyMixin:
         return False
 
 
-class LiveChangeListMixin:
+class LiveModelAdmin(admin.ModelAdmin):
     """A `live.json` next to the change list: its rows as the admin renders them, polled by live.js."""
 
     class Media:
         js = ["streaming/admin/live.js"]
 
     def get_urls(self) -> list[URLPattern]:
-        opts = self.model._meta  # type: ignore[attr-defined]
-        live = self.admin_site.admin_view(self.live_view)  # type: ignore[attr-defined]
-        return [path("live.json", live, name=f"{opts.app_label}_{opts.model_name}_live"), *super().get_urls()]  # type: ignore[misc]
+        opts = self.model._meta
+        live = self.admin_site.admin_view(self.live_view)
+        return [path("live.json", live, name=f"{opts.app_label}_{opts.model_name}_live"), *super().get_urls()]
 
     def live_view(self, request: HttpRequest) -> JsonResponse:
-        if not self.has_view_or_change_permission(request):  # type: ignore[attr-defined]
+        if not self.has_view_or_change_permission(request):
             raise PermissionDenied
         try:
-            changelist = self.get_changelist_instance(request)  # type: ignore[attr-defined]
+            changelist = self.get_changelist_instance(request)
         except IncorrectLookupParameters:
             return JsonResponse({"error": "bad_request", "message": "Unknown filter."}, status=400)
         changelist.formset = None
@@ -112,7 +112,7 @@ class DisconnectForm(forms.Form):
 
 
 @admin.register(StreamSession)
-class StreamSessionAdmin(LiveChangeListMixin, ReadOnlyMixin, admin.ModelAdmin):
+class StreamSessionAdmin(ReadOnlyMixin, LiveModelAdmin):
     list_display = [
         "short_id",
         "user",
@@ -180,7 +180,7 @@ class StreamSessionAdmin(LiveChangeListMixin, ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(WorkerProcess)
-class WorkerProcessAdmin(LiveChangeListMixin, ReadOnlyMixin, admin.ModelAdmin):
+class WorkerProcessAdmin(ReadOnlyMixin, LiveModelAdmin):
     list_display = [
         "worker_id",
         "host",
