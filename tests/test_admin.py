@@ -10,11 +10,13 @@ import signal
 import time
 from datetime import timedelta
 from io import StringIO
+from types import SimpleNamespace
 
 import pytest
 import websockets
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
+from django.db import connection
 from django.test import AsyncClient
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from streaming import mitigation
 from streaming.cleanup import workers_sweep
 from streaming.models import AuditEntry, LoadSample, ServiceConfig, StreamSession, WorkerProcess
-from streaming.recorder import recorder_of
+from streaming.recorder import Recorder, recorder_of, write
 from streaming.worker import get_worker
 from tests.conftest import database_url_for_subprocess
 from tests.streaming_helpers import make_user, open_session, recv, send, token_for
@@ -401,3 +403,49 @@ def test_status_prints_workers_services_and_load():
     assert any(line.split()[:3] == ["widgets", "enabled", "1"] for line in text.splitlines())
     assert any(line.split()[:2] == ["notifications", "disabled"] for line in text.splitlines())
     assert "open sessions: 1" in text
+
+
+@pytest.mark.parametrize("vendor", ["postgresql", "other"])
+def test_recorder_writes_new_changed_and_closed_sessions_on_either_path(vendor, alice, monkeypatch):
+    """PostgreSQL has a one-statement upsert; other databases (SQLite, embedded) the ORM's."""
+    if vendor == "other":
+        monkeypatch.setattr(connection, "vendor", "sqlite")
+    conns = [FakeConnection(f"{n:032x}", alice.pk) for n in range(3)]
+    worker = SimpleNamespace(
+        id="fake:1:x",
+        pid=1,
+        host="h",
+        started=time.time(),
+        draining=False,
+        messages_in=0,
+        loop_lag=0.0,
+        closed_sessions=[],
+        connections={c.session_id: c for c in conns},
+    )
+    recorder = Recorder(worker)
+    write(recorder.collect())
+    conns[0].messages_in, conns[0].writer.messages_out = 5, 7
+    worker.closed_sessions.append((worker.connections.pop(conns[1].session_id), 4403, "Bye."))
+    del worker.connections[conns[2].session_id]  # gone without a close report
+    write(recorder.collect())
+    rows = {row.session_id: row for row in StreamSession.objects.all()}
+    first, second, third = (rows[c.session_id] for c in conns)
+    assert (
+        first.user_id == alice.pk and first.messages_in == 5 and first.messages_out == 7 and first.rate_in > 0
+    )
+    assert (
+        first.subscriptions == ["widgets/all"] and first.closed_at is None and first.remote_addr == "10.0.0.1"
+    )
+    assert (second.close_code, second.close_reason, second.subscriptions) == (4403, "Bye.", ["widgets/all"])
+    assert third.closed_at is not None and third.close_code is None
+    assert WorkerProcess.objects.get(worker_id="fake:1:x").connections == 1
+    assert LoadSample.objects.filter(worker__worker_id="fake:1:x").count() == 2
+
+
+class FakeConnection:
+    def __init__(self, session_id: str, user_id: int) -> None:
+        self.session_id, self.messages_in, self.meta = session_id, 0, {"connected_at": time.time()}
+        self.writer = SimpleNamespace(messages_out=0, bytes_out=0)
+        self.subscriptions = {("widgets", "all"): None}
+        self.grant = SimpleNamespace(principal=SimpleNamespace(user_id=user_id, application_id=None))
+        self.remote, self.user_agent, self.origin = "10.0.0.1", "pytest", None
