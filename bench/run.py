@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         "argv": sys.argv,
         "machine": platform.platform(),
         "cpus": os.cpu_count(),
+        "loadavg_start": os.getloadavg(),
         "python": platform.python_version(),
         "config": {k: str(v) for k, v in dataclasses.asdict(config).items()},
         "scenarios": {},
@@ -185,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"-- scenario {TITLES[number]}", flush=True)
             results = {name: run_one(number, name, config, ours_env) for name in targets}
             report["scenarios"][number] = results
-            print(table(number, results, targets) + "\n", flush=True)
+            report.setdefault("loadavg_after", {})[number] = os.getloadavg()
+            print(table(number, results, targets), flush=True)
+            print("load average (1/5/15 min): {:.2f} {:.2f} {:.2f}\n".format(*os.getloadavg()), flush=True)
     finally:
         kill_all()
         out = BENCH / "results" / f"bench-{STAMP}.json"

@@ -29,7 +29,7 @@ class Config:
     mux_clients: int = 100
     mux_rate: float = 20.0
     start_rate: float = 1.0
-    max_steps: int = 12
+    max_steps: int = 16
     log_dir: Path = BENCH / "results" / "logs"
 
     @classmethod
@@ -96,14 +96,16 @@ class Session:
             raise Unavailable(f"no connection got subscribed to {self.target.ws_url}: {result['errors']}")
         return result
 
-    def publish(self, rate: float, streams: list[Stream], fanout: int) -> dict[str, Any]:
+    def publish(
+        self, rate: float, streams: list[Stream], fanout: int, duration: float | None = None
+    ) -> dict[str, Any]:
         """Publish at `rate` events/s for the configured duration; latency and cost of that step."""
         if self.publisher is None:
             self.publisher = self.target.publisher()
         self.step += 1
         self.meter.lap()
         self.ask({"cmd": "cpu"})
-        duration = self.config.duration
+        duration = duration or self.config.duration
         command = {
             "cmd": "publish",
             "rate": rate,
@@ -144,12 +146,17 @@ def fanout_throughput(session: Session) -> dict[str, Any]:
     connected = session.connect(config.subscribers, streams)
     steps: list[dict[str, Any]] = []
     passed, failed, rate = 0.0, math.inf, config.start_rate
+    session.publish(rate, streams, connected["subscribed"], duration=1.0)  # warm-up, not counted
     while len(steps) < config.max_steps:
         step = session.publish(rate, streams, connected["subscribed"])
         steps.append(step)
         keeps_up = step["deliveries_per_s"] >= 0.9 * step["offered_per_s"] and step["delivered_share"] >= 0.99
+        if not sustained(step) and keeps_up and not config.quick:
+            # One retry: a single noisy step (±15 % on this VM) must not end the ramp.
+            steps.append(session.publish(rate, streams, connected["subscribed"]))
+            step = steps[-1] if sustained(steps[-1]) else step
         if sustained(step):
-            passed = rate
+            passed, failed = rate, failed if failed > rate else math.inf
         else:
             failed = min(failed, rate)
         if failed < math.inf and (passed or not keeps_up):
