@@ -18,6 +18,7 @@ from oauth2_provider.models import AccessToken, Application
 
 from accounts.models import User
 from accounts.services import group_approve
+from streaming.models import ServiceConfig
 from streaming.publish import publish
 from tests.conftest import database_url_for_subprocess
 from tests.servers import DaphneProcess, free_port
@@ -38,6 +39,7 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 PASSWORD = "a long browser test password"
+REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 NOT_APPROVED = "Your account is not in a group approved for streaming."
 
 
@@ -109,12 +111,21 @@ def server_env() -> dict[str, str]:
 
 
 @pytest.fixture
-def site(daphne_factory: Callable[..., DaphneProcess], redis_prefix: str, server_env: dict[str, str]) -> Site:
+def site(
+    daphne_factory: Callable[..., DaphneProcess], redis_prefix: str, server_env: dict[str, str], settings: Any
+) -> Site:
     port = free_port()
+    # Admin levers changed here (e.g. disabling a service) reach the server over its channel layer.
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{redis_prefix}:layer:"},
+        }
+    }
     off_loop(seed, port)
     env = {
         "DATABASE_URL": database_url_for_subprocess(),
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "REDIS_URL": REDIS_URL,
         "STREAMING_REDIS_PREFIX": redis_prefix,
         "STREAMING_ALLOWED_ORIGINS": f"http://127.0.0.1:{port}",
         "STREAMING_DRAIN_SECONDS": "1",  # a restart drains in 1 s instead of 5: keeps the file short
@@ -197,6 +208,10 @@ def test_pkce_sign_in_shows_widgets_and_live_changes(site: Site, page: Any) -> N
     page.reload()  # the tab keeps its tokens: no second consent
     expect(page.locator("#connection-state")).to_have_attribute("data-state", "open")
     expect(rows).to_have_count(4)
+    off_loop(ServiceConfig.objects.update_or_create, name="widgets", defaults={"enabled": False})
+    widgets_service = page.locator('li[data-service="widgets"] .availability')
+    expect(widgets_service).to_have_text("not available", timeout=2000)
+    expect(page.locator("#widgets .unavailable")).to_contain_text("service_disabled")
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url(f"{site.url}/")
     assert page.evaluate("sessionStorage.getItem('widgetapp.oauth.tokens')") is None

@@ -348,7 +348,14 @@ export class StreamClient extends EventTarget {
     if (sub) this._onSubscribeReply(sub, msg);
     else if (pending && msg.type === "error") pending.reject(new ServerError(msg.code, msg.message));
     else if (pending) pending.resolve(msg);
-    else if (msg.type === "error") this.dispatchEvent(new CustomEvent("servererror", { detail: msg }));
+    else if (msg.type === "error") this._onServerError(msg);
+  }
+
+  /** An `error` no request waits for; one naming a live stream ends it (e.g. service_disabled). */
+  _onServerError(msg) {
+    const sub = msg.service === undefined ? null : this._byKey.get(streamKey(msg.service, msg.topic));
+    if (sub) this._dropSubscription(sub, msg);
+    this.dispatchEvent(new CustomEvent("servererror", { detail: msg }));
   }
 
   _onSubscribeReply(sub, msg) {

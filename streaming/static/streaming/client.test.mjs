@@ -211,6 +211,28 @@ for (const code of [4400, 4401, 4403]) {
   });
 }
 
+test("an error naming a live stream ends it with a reset (service disabled by an admin)", async () => {
+  const client = makeClient();
+  const socket = await open(client);
+  const resets = [];
+  const seen = [];
+  const sub = await subscribed(client, socket, { onevent: (ev) => seen.push(ev.seq), onreset: (r) => resets.push(r) });
+  const errors = [];
+  client.addEventListener("servererror", (ev) => errors.push(ev.detail.code));
+  const disabled = { type: "error", code: "service_disabled", message: "Service 'widgets' is disabled." };
+  socket.receive({ ...disabled, service: "widgets", topic: "all" });
+  socket.receive(event(1));
+  assert.deepEqual(resets, [{ type: "reset", service: "widgets", topic: "all", reason: "service_disabled" }]);
+  assert.deepEqual(seen, []);
+  assert.deepEqual(errors, ["service_disabled"]);
+  socket.serverClose(4012, "restart");
+  await until(() => FakeSocket.instances.length === 2);
+  FakeSocket.instances[1].receive(WELCOME);
+  await until(() => client.state === "open");
+  assert.equal(FakeSocket.instances[1].lastSent("subscribe"), undefined); // the stream is gone for good
+  await assert.rejects(sub[Symbol.asyncIterator]().next(), { code: "service_disabled" });
+});
+
 test("4401 fetches a fresh token from getToken and reconnects once", async () => {
   const reasons = [];
   const getToken = async (reason) => (reasons.push(reason), "fresh");

@@ -11,6 +11,8 @@ import { OAuthError, Tokens, beginAuthorization, completeAuthorization } from ".
 const config = JSON.parse(document.getElementById("app-config").textContent);
 const NOT_APPROVED = "Your account is not in a group approved for streaming.";
 const MAX_NOTIFICATIONS = 50;
+// Reset reasons that mean "refetch"; any other reason is the error code that ended the stream.
+const CONTINUITY_LOST = new Set(["not_recovered", "epoch_changed", "gap"]);
 // A worker whose load has not been heard of for this long is gone (restarted or stopped).
 const LOAD_STALE_MS = 15_000;
 
@@ -42,7 +44,7 @@ async function main() {
   if (allowed.has("notifications")) followNotifications(client);
   else markUnavailable("notifications");
   if (allowed.has("load") && $("load")) await followLoad(client);
-  else if ($("load")) markUnavailable("load");
+  else markUnavailable("load");
 }
 
 function websocketUrl() {
@@ -62,13 +64,14 @@ async function followWidgets(client) {
   client.subscribe("widgets", "all", {
     since: inventory.position,
     onevent: (event) => inventory.apply(event) && renderWidgets(inventory, event.data.widget.id),
-    onreset: () => refetch().catch(showProblem), // continuity lost: the snapshot is the truth again
+    onreset: whenReset("widgets", () => refetch().catch(showProblem)), // the snapshot is the truth again
   });
 }
 
 function followNotifications(client) {
   const list = $("notification-list");
   client.subscribe("notifications", null, {
+    onreset: whenReset("notifications", () => {}), // nothing to refetch: missed ones stay missed
     onevent: (event) => {
       const item = document.createElement("li");
       const time = document.createElement("time");
@@ -93,8 +96,17 @@ async function followLoad(client) {
     workers.set(snapshot.worker, { ...snapshot, seenAt: Date.now() });
     renderLoad(workers);
   };
-  client.subscribe("load", null, { onevent: (event) => record(event.data) });
+  client.subscribe("load", null, { onevent: (event) => record(event.data), onreset: whenReset("load", () => {}) });
   record(await untilAnswered(() => client.request("load", "snapshot")));
+}
+
+/** A reset handler: `refetch` when continuity was lost; when the server ended the stream, say so. */
+function whenReset(service, refetch) {
+  return (reset) => {
+    if (CONTINUITY_LOST.has(reset.reason)) return refetch();
+    markUnavailable(service, reset.reason);
+    showAvailability(service, false);
+  };
 }
 
 /** Ask again after a lost connection (the client waits for the next `welcome`). */
@@ -128,15 +140,22 @@ function showState(state) {
 
 function renderServices(allowed) {
   for (const item of $("services").querySelectorAll("li[data-service]")) {
-    const available = allowed.includes(item.dataset.service);
-    item.dataset.available = String(available);
-    item.querySelector(".availability").textContent = available ? "available" : "not available";
+    showAvailability(item.dataset.service, allowed.includes(item.dataset.service));
   }
 }
 
-function markUnavailable(service) {
+function showAvailability(service, available) {
+  const item = document.querySelector(`#services li[data-service="${service}"]`);
+  item.dataset.available = String(available);
+  item.querySelector(".availability").textContent = available ? "available" : "not available";
+}
+
+function markUnavailable(service, reason = "") {
   const section = $(service);
-  section.querySelector(".unavailable").hidden = false;
+  if (!section) return;
+  const note = section.querySelector(".unavailable");
+  if (reason) note.textContent = `The ${service} service is no longer available to you (${reason}).`;
+  note.hidden = false;
   section.dataset.available = "false";
 }
 
