@@ -13,6 +13,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from twisted.internet import tcp
+
 from streaming.conf import streaming_settings
 
 ASGISend = Callable[[dict[str, Any]], Awaitable[None]]
@@ -60,10 +62,13 @@ class Writer:
 
 
 class DaphneWriter(Writer):
-    """Writes frames directly to daphne's protocol/transport, watching the transport's write buffer.
+    """Writes frames directly to daphne's TCP transport, watching its write buffer.
 
-    Twisted keeps unsent bytes in the transport (`dataBuffer` from `offset`, plus `_tempDataLen`
-    not yet joined); when that exceeds the bound the client is not reading and is cut off.
+    Twisted always buffers a write and sends it on the next writable callback (two epoll changes
+    and a logged callback per write). When nothing is queued we send straight away instead, as
+    asyncio transports do, and leave only the unsent rest to Twisted, which keeps the order.
+    Unsent bytes live in the transport (`dataBuffer` from `offset`, plus `_tempDataLen`); beyond
+    the bound the client is not reading and is cut off.
     """
 
     def __init__(self, protocol: Any, on_overflow: Callable[[], None]) -> None:
@@ -72,20 +77,35 @@ class DaphneWriter(Writer):
         self.transport = protocol.transport
         self.open_state = protocol.STATE_OPEN
         self.raw = getattr(protocol, "_perMessageCompress", None) is None
+        self.direct = self.raw and isinstance(self.transport, tcp.Connection)
         self.limit = streaming_settings.MAX_OUTBOUND_BYTES
+
+    def write(self, payload: bytes, frame: bytes | None = None) -> None:
+        if not self.overflowed:
+            self._write(payload, frame)
 
     def _write(self, payload: bytes, frame: bytes | None) -> None:
         protocol = self.protocol
         if protocol.state != self.open_state:
             return
-        if self.raw:
-            data = frame or ws_text_frame(payload)
-            self.transport.write(data)
-        else:
-            data = payload
+        if not self.raw:
             protocol.sendMessage(payload, False)
+            self.bytes_out += len(payload)
+            self.messages_out += 1
+            return
+        data = frame or ws_text_frame(payload)
         self.bytes_out += len(data)
         self.messages_out += 1
+        transport = self.transport
+        if self.direct and not transport._tempDataLen and transport.offset == len(transport.dataBuffer):
+            if not transport.connected or transport._writeDisconnected:
+                return
+            sent = transport.writeSomeData(data)
+            if isinstance(sent, int) and sent >= len(data):
+                return
+            if isinstance(sent, int) and sent > 0:
+                data = data[sent:]
+        transport.write(data)
         if self.buffered() > self.limit:
             self._overflow()
 
