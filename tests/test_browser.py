@@ -261,14 +261,14 @@ def test_worker_restart_reconnects_and_loses_no_change(site: Site, page: Any) ->
 
 
 @pytest.mark.parametrize(
-    "server_env", [{"OAUTH_ACCESS_TOKEN_SECONDS": "5", "STREAMING_TOKEN_EXPIRY_WARNING": "2"}]
+    "server_env", [{"OAUTH_ACCESS_TOKEN_SECONDS": "3", "STREAMING_TOKEN_EXPIRY_WARNING": "1"}]
 )
 def test_short_lived_token_is_refreshed_in_band(site: Site, page: Any) -> None:
     make_user("rhea", services=("widgets",))
     open_live_page(page, site, "rhea")
     first = page.evaluate("JSON.parse(sessionStorage.getItem('widgetapp.oauth.tokens')).access_token")
 
-    time.sleep(6)  # past the first token's expiry: the page must have refreshed it in band
+    time.sleep(4)  # past the first token's expiry: the page must have refreshed it in band
 
     tokens = page.evaluate("JSON.parse(sessionStorage.getItem('widgetapp.oauth.tokens'))")
     assert tokens["access_token"] != first

@@ -216,7 +216,8 @@ test("an error naming a live stream ends it with a reset (service disabled by an
   const socket = await open(client);
   const resets = [];
   const seen = [];
-  const sub = await subscribed(client, socket, { onevent: (ev) => seen.push(ev.seq), onreset: (r) => resets.push(r) });
+  const onevent = (ev) => seen.push(ev.seq);
+  const sub = await subscribed(client, socket, { onevent, onreset: (reset) => resets.push(reset) });
   const errors = [];
   client.addEventListener("servererror", (ev) => errors.push(ev.detail.code));
   const disabled = { type: "error", code: "service_disabled", message: "Service 'widgets' is disabled." };

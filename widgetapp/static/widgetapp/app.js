@@ -96,7 +96,10 @@ async function followLoad(client) {
     workers.set(snapshot.worker, { ...snapshot, seenAt: Date.now() });
     renderLoad(workers);
   };
-  client.subscribe("load", null, { onevent: (event) => record(event.data), onreset: whenReset("load", () => {}) });
+  client.subscribe("load", null, {
+    onevent: (event) => record(event.data),
+    onreset: whenReset("load", () => {}), // the next snapshot comes within a heartbeat
+  });
   record(await untilAnswered(() => client.request("load", "snapshot")));
 }
 
@@ -167,10 +170,10 @@ function renderWidgets(inventory, changedId = null) {
     const updated = document.createElement("time");
     updated.dateTime = widget.updated_at ?? "";
     updated.textContent = widget.updated_at ? new Date(widget.updated_at).toLocaleString() : "";
-    for (const [name, value] of [["name", widget.name], ["colour", widget.colour], ["quantity", widget.quantity]]) {
+    for (const name of ["name", "colour", "quantity"]) {
       const cell = row.insertCell();
       cell.className = name;
-      cell.textContent = value;
+      cell.textContent = widget[name];
     }
     row.insertCell().append(updated);
     return row;
@@ -226,8 +229,10 @@ function showProblem(error) {
 
 function explain(error) {
   if (error instanceof OAuthError) {
-    const refused = ["access_denied", "invalid_scope"].includes(error.error);
-    if (refused && !config.approved) return { message: NOT_APPROVED, detail: error.description, retry: false };
+    const denied = ["access_denied", "invalid_scope"].includes(error.error);
+    if (denied && !config.approved) {
+      return { message: NOT_APPROVED, detail: error.description, retry: false };
+    }
     if (error.error === "access_denied") {
       return { message: "You did not allow this page to stream for you.", detail: "", retry: true };
     }
@@ -241,7 +246,8 @@ function explain(error) {
       error.code === 4403 ? "The server no longer lets this account stream." : "The stream was closed.";
     return { message, detail: `${error.reason} (${error.code})`, retry: error.code === 4401 };
   }
-  return { message: "Something went wrong on this page.", detail: String(error?.message ?? error), retry: true };
+  const detail = String(error?.message ?? error);
+  return { message: "Something went wrong on this page.", detail, retry: true };
 }
 
 $("problem-retry").addEventListener("click", () => {

@@ -7,7 +7,12 @@ import { Inventory, instant } from "./inventory.js";
 const T0 = "2026-11-28T01:00:00.100000+00:00";
 const T1 = "2026-11-28T01:00:00.100500+00:00"; // 0.5 ms later: same millisecond for Date.parse
 const widget = (id, name, quantity, updated_at = T0) => ({ id, name, colour: "blue", quantity, updated_at });
-const event = (seq, action, data, epoch = "e1") => ({ type: "event", epoch, seq, data: { action, widget: data } });
+const event = (seq, action, data, epoch = "e1") => ({
+  type: "event",
+  epoch,
+  seq,
+  data: { action, widget: data },
+});
 
 function loaded() {
   const inventory = new Inventory();

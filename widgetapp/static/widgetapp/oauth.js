@@ -127,7 +127,9 @@ async function tokenGrant(config, fields) {
   const response = await post(config.tokenUrl, { client_id: config.clientId, ...fields });
   if (response.status >= 500) throw new TypeError(`the token endpoint answered ${response.status}`);
   const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new OAuthError(body.error ?? `http_${response.status}`, body.error_description ?? "");
+  if (!response.ok) {
+    throw new OAuthError(body.error ?? `http_${response.status}`, body.error_description ?? "");
+  }
   return body;
 }
 
