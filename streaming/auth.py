@@ -36,6 +36,8 @@ class Grant:
     checksum: str
     token_id: int
     expires_at: datetime
+    #: The user's groups, for limits an admin overrides per group.
+    group_ids: frozenset[int] = frozenset()
 
 
 def token_checksum(token: str) -> str:
@@ -80,22 +82,35 @@ def _load(checksum: str) -> Grant:
         allowed = set(token.scope.split()) & accounts.user_allowed_scopes(user=user)
         principal = Principal(user.pk, user.get_username(), user.is_staff,
                               token.application_id, frozenset(allowed))
+        return Grant(principal, checksum, token.pk, token.expires,
+                     frozenset(user.groups.values_list("pk", flat=True)))
     return Grant(principal, checksum, token.pk, token.expires)
+
+
+def _unexpired(checksum: str, grant: Grant) -> Grant:
+    if grant.expires_at <= timezone.now():
+        _cache.pop(checksum, None)
+        raise AuthError(CLOSE_UNAUTHENTICATED, "Token expired.")
+    return grant
+
+
+def cached_grant(token: str) -> Grant | None:
+    """The grant of `token` from this worker's cache, without the database; None when not cached."""
+    checksum = token_checksum(token)
+    cached = _cache.get(checksum)
+    if cached is None or time.monotonic() - cached[0] >= streaming_settings.TOKEN_CACHE_SECONDS:
+        return None
+    return _unexpired(checksum, cached[1])
 
 
 def verify_token(token: str) -> Grant:
     """Verify a bearer token (sync: one DB round trip at most, none when cached)."""
-    checksum = token_checksum(token)
-    now = time.monotonic()
-    cached = _cache.get(checksum)
-    if cached and now - cached[0] < streaming_settings.TOKEN_CACHE_SECONDS:
-        grant = cached[1]
-    else:
+    grant = cached_grant(token)
+    if grant is None:
+        checksum = token_checksum(token)
         grant = _load(checksum)
-        _cache[checksum] = (now, grant)
-    if grant.expires_at <= timezone.now():
-        _cache.pop(checksum, None)
-        raise AuthError(CLOSE_UNAUTHENTICATED, "Token expired.")
+        _cache[checksum] = (time.monotonic(), grant)
+        grant = _unexpired(checksum, grant)
     return grant
 
 

@@ -1,9 +1,14 @@
-"""Websocket routes."""
+"""ASGI routes of the engine: the websocket and the lean publish API."""
 
 from django.urls import path
 
 from streaming.consumers import StreamConsumer
+from streaming.http import PublishConsumer
 
 websocket_urlpatterns = [
     path("ws/stream/", StreamConsumer.as_asgi()),
+]
+
+http_urlpatterns = [
+    path("api/streams/<str:service>/events", PublishConsumer.as_asgi()),
 ]

@@ -5,7 +5,6 @@ from django.urls import path
 from streaming import views
 
 urlpatterns = [
-    path("api/streams/<str:service>/events", views.publish_event, name="publish-event"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("metrics", views.metrics_view, name="metrics"),

@@ -135,3 +135,18 @@ async def test_resume_after_disconnect_against_real_server(server, alice, redis_
         assert reply["recovered"] is True and reply["seq"] == sub["seq"] + 11
         replayed = [(await recv(ws))["data"]["n"] for _ in range(10)]
         assert replayed == list(range(2, 12))
+
+
+async def test_http_publish_rejects_get_and_bad_bodies(server, alice):
+    writer = await sync_to_async(token_for)(alice, "stream:widgets publish:widgets")
+    req = urllib.request.Request(f"{server.url}/api/streams/widgets/events",
+                                 headers={"Authorization": f"Bearer {writer}"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        await asyncio.to_thread(urllib.request.urlopen, req, None, 5)
+    assert err.value.code == 405 and json.loads(err.value.read())["error"] == "method_not_allowed"
+    for body in (b"not json", b"[1]", b'{"data": 1, "extra": 2}', b'{"topic": 5, "data": 1}'):
+        req = urllib.request.Request(f"{server.url}/api/streams/widgets/events", data=body, method="POST",
+                                     headers={"Authorization": f"Bearer {writer}"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            await asyncio.to_thread(urllib.request.urlopen, req, None, 5)
+        assert err.value.code == 400 and json.loads(err.value.read())["error"] == "bad_request"

@@ -1,4 +1,4 @@
-"""ASGI entry point: Django for HTTP, the streaming consumer for websockets."""
+"""ASGI entry point: the publish API and Django for HTTP, the streaming consumer for websockets."""
 
 import os
 
@@ -10,8 +10,9 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
-from streaming.routing import websocket_urlpatterns  # noqa: E402
+from streaming.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
 
 if settings.DEBUG:
     # Daphne serves no static files itself: in development Django serves /static/ (the demo page).
@@ -19,7 +20,7 @@ if settings.DEBUG:
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": URLRouter([*http_urlpatterns, re_path(r"", django_asgi_app)]),
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )
