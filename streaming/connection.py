@@ -11,7 +11,7 @@ from typing import Any
 from streaming.auth import Grant
 from streaming.conf import streaming_settings
 from streaming.history import StreamKey
-from streaming.limits import TokenBucket
+from streaming.limits import TokenBucket, apply
 from streaming.protocol import (
     CLOSE_OVERLOADED,
     CLOSE_UNAUTHENTICATED,
@@ -32,7 +32,7 @@ class Connection:
     """Created at handshake; authenticated once a grant is set."""
 
     __slots__ = (
-        "session_id", "writer", "grant", "subscriptions", "bucket", "rate_strikes", "invalid_strikes",
+        "session_id", "writer", "grant", "subscriptions", "bucket", "invalid_strikes", "limits",
         "warned", "closing", "on_close", "messages_in", "remote", "origin", "user_agent", "meta",
     )
 
@@ -43,8 +43,9 @@ class Connection:
         self.grant: Grant | None = None
         self.subscriptions: dict[StreamKey, None] = {}
         self.bucket = TokenBucket(streaming_settings.MESSAGES_PER_SECOND, streaming_settings.MESSAGES_BURST)
-        self.rate_strikes = 0
         self.invalid_strikes = 0
+        #: This connection's limits with live overrides applied (streaming.limits.apply).
+        self.limits: dict[str, float] = {}
         self.warned = False
         self.closing = False
         self.on_close = on_close
@@ -53,6 +54,7 @@ class Connection:
         self.origin = origin
         self.user_agent = user_agent
         self.meta: dict[str, Any] = {}
+        apply(self)
 
     @property
     def principal(self) -> Principal:

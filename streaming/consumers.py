@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
-from urllib.parse import parse_qs
 
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 
-from streaming import access
+from streaming import access, audit, limits
 from streaming import protocol as p
 from streaming.auth import AuthError, Grant, verify_token
 from streaming.conf import streaming_settings
@@ -47,19 +46,24 @@ class StreamConsumer(AsyncConsumer):
             shake = Handshake.parse(self.scope)
         except HandshakeError as refused:
             logger.info("Refused websocket handshake: %s", refused)
+            client = self.scope.get("client") or ("", 0)
+            audit.record(audit.Kind.DENIED, remote=str(client[0]), origin=refused.origin,
+                         detail="Origin not allowed.")
             await self.send({"type": "websocket.close"})  # before accept: HTTP 403
             return
-        self.conn = Connection(make_writer(self.base_send, self._overflow), self._closed,
-                               shake.remote, shake.origin, shake.user_agent)
+        self.conn = conn = Connection(make_writer(self.base_send, self._overflow), self._closed,
+                                      shake.remote, shake.origin, shake.user_agent)
         await self.send({"type": "websocket.accept", "subprotocol": shake.subprotocol})
+        limits.adopt_server_frame_limit(conn.writer)
         if self.worker.draining:
-            self.conn.close_with_retry(p.CLOSE_RESTART, "restart", _jitter_ms())
+            conn.close_with_retry(p.CLOSE_RESTART, "restart", _jitter_ms())
             return
-        if len(self.worker.connections) >= streaming_settings.MAX_CONNECTIONS_PER_WORKER:
-            self.conn.close_with_retry(p.CLOSE_OVERLOADED, "overloaded", streaming_settings.OVERLOAD_RETRY_MS)
+        if len(self.worker.connections) >= conn.limits["MAX_CONNECTIONS_PER_WORKER"]:
+            audit.record(audit.Kind.LIMIT, conn=conn, close_code=p.CLOSE_OVERLOADED, detail="Worker is full.")
+            conn.close_with_retry(p.CLOSE_OVERLOADED, "overloaded", streaming_settings.OVERLOAD_RETRY_MS)
             return
         if shake.error:
-            self.conn.close(p.CLOSE_UNAUTHENTICATED, shake.error)
+            self._refuse(p.CLOSE_UNAUTHENTICATED, shake.error)
         elif shake.token:
             await self._authenticate(shake.token, None)
         else:
@@ -67,15 +71,22 @@ class StreamConsumer(AsyncConsumer):
             self.auth_timer = loop.call_later(streaming_settings.AUTH_TIMEOUT, self._auth_timeout)
 
     def _auth_timeout(self) -> None:
-        if self.conn is not None and self.conn.grant is None:
-            self.conn.close(p.CLOSE_UNAUTHENTICATED, "Authentication timed out.")
+        if self.conn is not None and self.conn.grant is None and not self.conn.closing:
+            self._refuse(p.CLOSE_UNAUTHENTICATED, "Authentication timed out.")
+
+    def _refuse(self, code: int, reason: str) -> None:
+        """Close for an authentication or authorisation failure, and audit it."""
+        assert self.conn is not None
+        kind = audit.Kind.AUTH_FAILED if code == p.CLOSE_UNAUTHENTICATED else audit.Kind.DENIED
+        audit.record(kind, conn=self.conn, close_code=code, detail=reason)
+        self.conn.close(code, reason)
 
     async def _verify(self, token: str) -> Grant | None:
         assert self.conn is not None
         try:
             return await database_sync_to_async(verify_token)(token)
         except AuthError as refused:
-            self.conn.close(refused.code, refused.reason)
+            self._refuse(refused.code, refused.reason)
             return None
 
     async def _authenticate(self, token: str, msg_id: str | int | None) -> None:
@@ -86,14 +97,14 @@ class StreamConsumer(AsyncConsumer):
             return
         if self.auth_timer is not None:
             self.auth_timer.cancel()
-        user_id, app_id = grant.principal.user_id, grant.principal.application_id
-        owner_id = (user_id, None if user_id is not None else app_id)
-        open_ = sum(1 for c in self.worker.connections.values() if c.owner == owner_id)
-        if open_ >= streaming_settings.MAX_CONNECTIONS_PER_USER:
-            conn.close(p.CLOSE_TOO_MANY, "Too many connections for this user.")
-            return
         conn.grant = grant
+        limits.apply(conn)
+        if not await limits.admit_user(self.worker, conn):
+            self._limit_close(p.CLOSE_TOO_MANY, "Too many connections for this user.")
+            conn.grant = None  # never a session: nothing to record or release at disconnect
+            return
         self.worker.add(conn)
+        audit.record(audit.Kind.CONNECT, conn=conn)
         reply: dict[str, Any] = {
             "type": p.WELCOME, "session": conn.session_id,
             "heartbeat": streaming_settings.HEARTBEAT_INTERVAL,
@@ -114,9 +125,9 @@ class StreamConsumer(AsyncConsumer):
         if text is None:
             conn.close(p.CLOSE_PROTOCOL, "Binary frames are not supported.")
             return
-        if len(text) > streaming_settings.MAX_FRAME_BYTES // 4 and \
-                len(text.encode()) > streaming_settings.MAX_FRAME_BYTES:
-            conn.close(p.CLOSE_TOO_BIG, "Message too big.")
+        max_bytes = conn.limits["MAX_FRAME_BYTES"]
+        if len(text) > max_bytes // 4 and len(text.encode()) > max_bytes:
+            self._limit_close(p.CLOSE_TOO_BIG, "Message too big.")
             return
         conn.messages_in += 1
         self.worker.messages_in += 1
@@ -128,10 +139,10 @@ class StreamConsumer(AsyncConsumer):
         if not conn.bucket.take():
             self._rate_limited(msg)
             return
-        conn.rate_strikes = 0
         try:
             await self._route(msg)
         except ProtocolError as exc:
+            self._audit_refusal(msg, exc)
             self._reply_error(exc, invalid=exc.code == p.BAD_REQUEST)
         except Exception:
             logger.exception("Failed to handle a %s message", msg.type)
@@ -151,11 +162,24 @@ class StreamConsumer(AsyncConsumer):
     def _rate_limited(self, msg: ClientMessage) -> None:
         conn = self.conn
         assert conn is not None
-        conn.rate_strikes += 1
-        if conn.rate_strikes >= streaming_settings.RATE_LIMIT_STRIKES:
-            conn.close(p.CLOSE_TOO_MANY, "Rate limit exceeded repeatedly.")
+        strikes = conn.bucket.strikes
+        if strikes >= streaming_settings.RATE_LIMIT_STRIKES:
+            self._limit_close(p.CLOSE_TOO_MANY, "Rate limit exceeded repeatedly.")
             return
+        if strikes == 1:  # once per run of refusals: the audit log is not a per-message log
+            audit.record(audit.Kind.LIMIT, conn=conn, detail="Rate limited.")
         conn.send_message(p.error(p.RATE_LIMITED, "Too many messages; slow down.", msg.id))
+
+    def _limit_close(self, code: int, reason: str) -> None:
+        assert self.conn is not None
+        audit.record(audit.Kind.LIMIT, conn=self.conn, close_code=code, detail=reason)
+        self.conn.close(code, reason)
+
+    def _audit_refusal(self, msg: ClientMessage, exc: ProtocolError) -> None:
+        if exc.code == p.FORBIDDEN:
+            audit.record(audit.Kind.DENIED, conn=self.conn, detail=f"{msg.type} {msg.service}: {exc.message}")
+        elif exc.code == p.TOO_MANY_SUBSCRIPTIONS:
+            audit.record(audit.Kind.LIMIT, conn=self.conn, detail=f"subscribe {msg.service}: {exc.message}")
 
     async def _route(self, msg: ClientMessage) -> None:
         conn = self.conn
@@ -186,9 +210,9 @@ class StreamConsumer(AsyncConsumer):
         key = access.stream_key(conn.principal, service, msg.topic, msg.id)
         if key in conn.subscriptions:
             raise ProtocolError(p.BAD_REQUEST, f"Already subscribed to {key[0]}/{key[1]}.", msg.id)
-        if len(conn.subscriptions) >= streaming_settings.MAX_SUBSCRIPTIONS:
-            raise ProtocolError(p.TOO_MANY_SUBSCRIPTIONS,
-                                f"At most {streaming_settings.MAX_SUBSCRIPTIONS} subscriptions.", msg.id)
+        cap = int(limits.effective("MAX_SUBSCRIPTIONS", conn, service=service.name))
+        if len(conn.subscriptions) >= cap:
+            raise ProtocolError(p.TOO_MANY_SUBSCRIPTIONS, f"At most {cap} subscriptions.", msg.id)
         conn.subscriptions[key] = None
         since = msg.since
         replay, recovered = await self.worker.hub.subscribe(
@@ -244,6 +268,7 @@ class StreamConsumer(AsyncConsumer):
             raise ProtocolError(p.FORBIDDEN, "The new token belongs to someone else.", msg_id)
         conn.grant = grant
         conn.warned = False
+        limits.apply(conn)
         self.worker.watch_expiry(conn)
         await drop_disallowed(self.worker, conn)
         self._reply({"type": p.AUTHENTICATED, "expires_at": iso(grant.expires_at),
@@ -259,6 +284,8 @@ class StreamConsumer(AsyncConsumer):
 
     def _overflow(self) -> None:
         if self.conn is not None:
+            audit.record(audit.Kind.LIMIT, conn=self.conn, close_code=p.CLOSE_OVERLOADED,
+                         detail="Slow consumer: outbound buffer full.")
             self.conn.overflow()
 
     def _closed(self, code: int, reason: str) -> None:
@@ -277,6 +304,8 @@ class StreamConsumer(AsyncConsumer):
                 gone = (message.get("code", 1000), message.get("reason") or "")
                 code, reason = conn.meta.get("close", gone)
                 self.worker.closed_sessions.append((conn, code, reason))
+                audit.record(audit.Kind.DISCONNECT, conn=conn, close_code=code, detail=reason)
+                await limits.release_user(self.worker, conn)
             for key in list(conn.subscriptions):
                 await self.worker.hub.unsubscribe(conn, key)
             conn.subscriptions.clear()
@@ -294,6 +323,7 @@ async def drop_disallowed(worker: Any, conn: Connection) -> None:
         except ProtocolError as exc:
             del conn.subscriptions[key]
             await worker.hub.unsubscribe(conn, key)
+            audit.record(audit.Kind.DENIED, conn=conn, detail=f"unsubscribed {key[0]}: {exc.message}")
             conn.send_message({**p.error(exc.code, exc.message), "service": key[0], "topic": key[1]})
 
 
@@ -303,4 +333,4 @@ def _jitter_ms() -> int:
     return int(random.uniform(0.1, 1.0) * 1000)
 
 
-__all__ = ["StreamConsumer", "drop_disallowed", "parse_qs"]
+__all__ = ["StreamConsumer", "drop_disallowed"]

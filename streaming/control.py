@@ -93,6 +93,7 @@ async def set_service(worker: Worker, name: str, enabled: bool) -> None:
 
 async def recheck(worker: Worker, fields: dict[str, Any]) -> None:
     """Re-verify the tokens of some users' connections; close or narrow what changed."""
+    from streaming import audit, limits
     from streaming.consumers import drop_disallowed
 
     user_ids = set(fields.get("user_ids") or ())
@@ -105,8 +106,11 @@ async def recheck(worker: Worker, fields: dict[str, Any]) -> None:
         try:
             conn.grant = await database_sync_to_async(auth.reverify)(grant)
         except auth.AuthError as refused:
+            audit.record(audit.Kind.DENIED if refused.code == p.CLOSE_FORBIDDEN else audit.Kind.AUTH_FAILED,
+                         conn=conn, close_code=refused.code, detail=refused.reason)
             conn.close(refused.code, refused.reason)
             continue
+        limits.apply(conn)
         await drop_disallowed(worker, conn)
 
 

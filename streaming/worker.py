@@ -81,6 +81,8 @@ class Worker:
         if conn.grant is not None:
             when = conn.grant.expires_at.timestamp()
             heapq.heappush(self._expiries, (when, id(conn), conn.session_id))
+            # A timer as well as the tick, so the close comes within milliseconds of the expiry.
+            self.loop.call_later(max(0.0, when - time.time()) + 0.01, lambda: self._expire(time.time()))
 
     def matching(self, predicate: Callable[[Connection], bool]) -> list[Connection]:
         return [conn for conn in self.connections.values() if predicate(conn)]

@@ -169,6 +169,24 @@ STREAMING: dict[str, object] = {
     "REDIS_URL": REDIS_URL,
     "REDIS_PREFIX": os.environ.get("STREAMING_REDIS_PREFIX", "widgetapp"),
     "ALLOWED_ORIGINS": env_list("STREAMING_ALLOWED_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000"),
+    # Limits and timeouts from STREAMING_<KEY> when set (defaults in streaming/conf.py).
+    **{
+        key: cast(os.environ[f"STREAMING_{key}"])
+        for key, cast in {
+            "MAX_FRAME_BYTES": int,
+            "MESSAGES_PER_SECOND": float,
+            "MESSAGES_BURST": int,
+            "RATE_LIMIT_STRIKES": int,
+            "MAX_SUBSCRIPTIONS": int,
+            "MAX_CONNECTIONS_PER_USER": int,
+            "MAX_CONNECTIONS_PER_WORKER": int,
+            "MAX_OUTBOUND_BYTES": int,
+            "AUTH_TIMEOUT": float,
+            "TOKEN_EXPIRY_WARNING": float,
+            "HEARTBEAT_INTERVAL": float,
+        }.items()
+        if os.environ.get(f"STREAMING_{key}")
+    },
 }
 
 LOGGING = {
