@@ -184,6 +184,7 @@ STREAMING: dict[str, object] = {
             "AUTH_TIMEOUT": float,
             "TOKEN_EXPIRY_WARNING": float,
             "HEARTBEAT_INTERVAL": float,
+            "DRAIN_SECONDS": float,  # make serve passes it; supervisord's stopwaitsecs must exceed it
         }.items()
         if os.environ.get(f"STREAMING_{key}")
     },
