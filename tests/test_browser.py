@@ -315,6 +315,8 @@ def test_staff_sees_load_and_their_session_live_in_the_admin(site: Site, page: A
     second.get_by_role("button", name="Allow").click()
     expect(second.locator("#connection-state")).to_have_attribute("data-state", "open")
     expect(sam_rows).to_have_count(2, timeout=10_000)
+    connections = page.locator("#load-rows tr").first.locator("td").nth(2)
+    expect(connections).to_have_text("2", timeout=5000)  # the first tab's load stream saw the second
     screenshot(admin, "admin-sessions.png")
     dashboard = admin.goto(f"{site.url}{page.locator('a', has_text='Load dashboard').get_attribute('href')}")
     assert dashboard.status == 200
