@@ -10,6 +10,7 @@ from oauthlib.common import Request
 from oauthlib.oauth2.rfc6749 import errors
 
 from accounts import services
+from accounts.signals import token_rotation
 
 
 def granted_scopes(*, user: Any, scopes: Iterable[str], request: Request | None = None) -> list[str]:
@@ -29,6 +30,14 @@ def granted_scopes(*, user: Any, scopes: Iterable[str], request: Request | None 
 
 class ApprovedGroupsValidator(OAuth2Validator):
     """Tokens only for approved users (or applications of approved owners), with allowed scopes only."""
+
+    def save_bearer_token(self, token: dict[str, Any], request: Request, *args: Any, **kwargs: Any) -> Any:
+        # A refresh deletes the previous access token; mark that as a rotation so that live
+        # connections using it are not treated as revoked (they swap the token in band).
+        if request.grant_type == "refresh_token":
+            with token_rotation():
+                return super().save_bearer_token(token, request, *args, **kwargs)
+        return super().save_bearer_token(token, request, *args, **kwargs)
 
     def validate_scopes(
         self, client_id: str, scopes: list[str], client: Any, request: Request, *args: Any, **kwargs: Any

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from django.contrib.auth.models import Group
@@ -10,6 +13,24 @@ from django.db.models.signals import m2m_changed
 from django.dispatch import Signal, receiver
 
 from accounts.models import ApprovedGroup, User
+
+#: True while a refresh grant replaces an access token: its deletion is a rotation, not a revocation.
+_rotating: ContextVar[bool] = ContextVar("accounts_token_rotation", default=False)
+
+
+@contextmanager
+def token_rotation() -> Iterator[None]:
+    marker = _rotating.set(True)
+    try:
+        yield
+    finally:
+        _rotating.reset(marker)
+
+
+def is_token_rotation() -> bool:
+    """Whether the access token being deleted right now is replaced by a refresh (not revoked)."""
+    return _rotating.get()
+
 
 #: Sent after commit with `group` (a Group) and `user_ids` (frozenset of the users whose access
 #: may have changed) when a group is approved, revoked, its services change, or members join/leave.

@@ -10,7 +10,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from oauth2_provider.models import get_access_token_model
 
-from accounts.signals import approval_changed
+from accounts.signals import approval_changed, is_token_rotation
 from streaming import control
 from streaming.models import ServiceConfig
 from streaming.protocol import CLOSE_UNAUTHENTICATED
@@ -18,6 +18,8 @@ from streaming.protocol import CLOSE_UNAUTHENTICATED
 
 @receiver(post_delete, sender=get_access_token_model(), dispatch_uid="streaming.token_revoked")
 def token_revoked(sender: Any, instance: Any, **kwargs: Any) -> None:
+    if is_token_rotation():
+        return  # replaced by a refresh: connections keep it until expiry or an in-band swap
     checksum = instance.token_checksum
     transaction.on_commit(lambda: control.broadcast(
         "close", checksum=checksum, code=CLOSE_UNAUTHENTICATED, reason="Token revoked."))

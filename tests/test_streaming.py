@@ -210,3 +210,35 @@ async def test_staff_receive_periodic_load_snapshots(store, worker_cleanup, sett
     assert event["service"] == "load" and event["data"]["connections"] >= 1
     assert event["data"]["rss_bytes"] > 0 and event["data"]["state"] == "running"
     await comm.disconnect()
+
+
+async def test_revoked_token_closes_but_refresh_rotation_does_not(store, alice, worker_cleanup):
+    from oauth2_provider.models import AccessToken
+
+    from accounts.signals import token_rotation
+    from streaming.auth import token_checksum
+
+    rotated = await sync_to_async(token_for)(alice)
+    revoked = await sync_to_async(token_for)(alice)
+    comm_rotated, _ = await open_session(rotated)
+    comm_revoked, _ = await open_session(revoked)
+
+    def delete(token: str, rotation: bool) -> None:
+        row = AccessToken.objects.get(token_checksum=token_checksum(token))
+        if rotation:
+            with token_rotation():
+                row.delete()
+        else:
+            row.delete()
+
+    await sync_to_async(delete)(rotated, True)
+    await sync_to_async(delete)(revoked, False)
+    closed = await expect_close(comm_revoked, 4401)
+    assert closed["reason"] == "Token revoked."
+    await send(comm_rotated, {"type": "ping", "id": "still"})
+    assert await recv(comm_rotated) == {"type": "pong", "id": "still"}
+    fresh = await sync_to_async(token_for)(alice)
+    await send(comm_rotated, {"type": "auth", "token": fresh, "id": "swap"})
+    swapped = await recv(comm_rotated)
+    assert swapped["type"] == "authenticated" and swapped["id"] == "swap"
+    await comm_rotated.disconnect()
