@@ -79,6 +79,7 @@ class Outcome:
     received: list[list[Event | Reset]]
     clients: list[StreamClient]
     refused: list[str] = field(default_factory=list)
+    resets_at: list[float] = field(default_factory=list)  # time.monotonic() of each Reset
 
     @property
     def max_reconnect_s(self) -> float:
@@ -118,8 +119,18 @@ async def run_chaos(url: str, tokens: list[str], disrupt: Callable[[], Awaitable
     refusals = RefusalLog()
     client_log = logging.getLogger("streaming.client.connection")
     client_log.addHandler(refusals)
+    level = client_log.level
     client_log.setLevel(logging.INFO)
-    clients = [StreamClient(url, tokens[i % len(tokens)], open_timeout=20) for i in range(CLIENTS)]
+    resets_at: list[float] = []
+    clients = [
+        StreamClient(
+            url,
+            tokens[i % len(tokens)],
+            open_timeout=20,
+            on_reset=lambda _: resets_at.append(time.monotonic()),
+        )
+        for i in range(CLIENTS)
+    ]
     received: list[list[Event | Reset]] = [[] for _ in clients]
     consumers: list[asyncio.Task[None]] = []
     try:
@@ -133,9 +144,10 @@ async def run_chaos(url: str, tokens: list[str], disrupt: Callable[[], Awaitable
         await disrupt()
         published = await publishing
         await _caught_up(received, published)
-        return Outcome(published, received, clients, refusals.refused)
+        return Outcome(published, received, clients, refusals.refused, resets_at)
     finally:
         client_log.removeHandler(refusals)
+        client_log.setLevel(level)
         await asyncio.gather(*(c.close() for c in clients))
         for task in consumers:
             task.cancel()
@@ -202,7 +214,8 @@ def report(capsys, scenario: str, outcome: Outcome) -> None:
             f"\nchaos {scenario}: {len(outcome.published)} events to {CLIENTS} clients, "
             f"{reconnected} reconnected, max reconnect {outcome.max_reconnect_s:.2f} s, "
             f"refused attempts {len(outcome.refused)}, "
-            f"resets {sum(c.stats.resets for c in outcome.clients)}"
+            f"resets {sum(c.stats.resets for c in outcome.clients)}, "
+            f"duplicates dropped by clients {sum(c.stats.duplicates_dropped for c in outcome.clients)}"
         )
 
 
@@ -281,13 +294,21 @@ def _all_sessions_closed(pid: int) -> bool:
 
 
 async def test_d_redis_restart_is_never_a_silent_loss(cluster, throwaway_redis, tokens, capsys):
+    back: list[float] = []
+
     async def restart_redis() -> None:
         await asyncio.to_thread(throwaway_redis.stop)
         await asyncio.sleep(1.0)
         await asyncio.to_thread(throwaway_redis.start)
+        back.append(time.monotonic())
 
     outcome = await run_chaos(cluster.ws_url, tokens, restart_redis)
     report(capsys, "(d) Redis restart", outcome)
+    with capsys.disabled():
+        print(
+            f"chaos (d): every client told of the lost history within "
+            f"{max(outcome.resets_at) - back[0]:.2f} s of Redis being back"
+        )
     assert len({epoch for epoch, _, _ in outcome.published}) == 2  # the history was lost: new epoch
     for items in outcome.received:
         assert assert_every_event_once_in_order(items, outcome.published, resets_allowed=True) >= 1
