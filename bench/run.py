@@ -169,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
         raise SystemExit(f"unknown targets: {unknown}")
+    if not (BENCH / "node_modules" / "ws").is_dir():
+        raise SystemExit("The load generator needs its dependency: run `cd bench && npm ci` first.")
     ours_env = dict(item.split("=", 1) for item in args.ours_env)
     config.log_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
