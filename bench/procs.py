@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import ctypes
 import json
 import os
 import queue
@@ -23,7 +24,14 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 SERVER_CORE, CLIENT_CORE = "0", "1"
 
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)  # loaded here: a preexec_fn must not import or load anything
 _children: list[subprocess.Popen[str]] = []
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the runner dies, even by SIGKILL (e.g. a test timeout)."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -53,6 +61,7 @@ def spawn(
         env={**os.environ, **(env or {})},
         text=True,
         start_new_session=True,
+        preexec_fn=_die_with_parent,
         stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
         stdout=subprocess.PIPE if pipes else out,
         stderr=out,
