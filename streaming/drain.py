@@ -47,10 +47,20 @@ def start_drain(worker: Worker, reason: str = "restart") -> asyncio.Task[None]:
 async def drain(worker: Worker, reason: str) -> None:
     """Close every connection with 4012 across the drain window, then stop daphne if it runs us."""
     reactor = daphne_reactor(worker)
-    if reactor is not None:
-        stop_listening(reactor)
+    try:
+        if reactor is not None:
+            stop_listening(reactor)
+        await hand_over_all(worker, reason, float(streaming_settings.DRAIN_SECONDS))
+    except Exception:
+        logger.exception("Drain of worker %s failed; stopping anyway", worker.id)
+    finally:
+        logger.warning("Worker %s drained; %d connections left", worker.id, len(worker.connections))
+        if reactor is not None and reactor.running:
+            reactor.stop()
+
+
+async def hand_over_all(worker: Worker, reason: str, window: float) -> None:
     loop = asyncio.get_running_loop()
-    window = float(streaming_settings.DRAIN_SECONDS)
     started = loop.time()
     for at, conn in spread(list(worker.connections.values()), window):
         await asyncio.sleep(max(0.0, started + at - loop.time()))
@@ -61,9 +71,6 @@ async def drain(worker: Worker, reason: str) -> None:
         if not worker.connections:
             break
         await asyncio.sleep(0.05)
-    logger.warning("Worker %s drained; %d connections left", worker.id, len(worker.connections))
-    if reactor is not None and reactor.running:
-        reactor.stop()
 
 
 def spread(conns: list[Connection], window: float) -> list[tuple[float, Connection]]:

@@ -14,6 +14,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from streaming import control
+from streaming.drain import spread
 from streaming.worker import get_worker
 from tests.conftest import database_url_for_subprocess
 from tests.streaming_helpers import communicator, expect_close, make_user, open_session, recv, token_for
@@ -146,3 +147,9 @@ async def test_a_connection_arriving_while_draining_is_sent_on_at_once(in_proces
         await expect_close(late, 4012)
     finally:
         await worker.close()
+
+
+def test_closes_are_spread_one_per_slice_of_the_window():
+    conns = [object() for _ in range(10)]
+    times = sorted(at for at, _ in spread(conns, 5.0))  # type: ignore[arg-type]
+    assert [int(at // 0.5) for at in times] == list(range(10))
