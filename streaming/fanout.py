@@ -32,7 +32,7 @@ class Subscriber(Protocol):
 class Stream:
     """One followed stream in this worker: position, subscribers, and joiners being caught up."""
 
-    __slots__ = ("key", "epoch", "seq", "subscribers", "joining", "filling", "backlog", "ready")
+    __slots__ = ("key", "epoch", "seq", "subscribers", "joining", "ahead", "filling", "backlog", "ready")
 
     def __init__(self, key: StreamKey) -> None:
         self.key = key
@@ -40,12 +40,15 @@ class Stream:
         self.seq = 0
         self.subscribers: dict[Subscriber, None] = {}
         self.joining: dict[Subscriber, list[Frame]] = {}
+        # Joiners whose replay went past what this worker's feed has announced yet: the seq they
+        # have, so the live copies of those events are not sent twice.
+        self.ahead: dict[Subscriber, int] = {}
         self.filling = True  # until the head is known, arrivals wait in the backlog
         self.backlog: list[tuple[str, int, bytes]] = []
         self.ready = asyncio.Event()
 
     def __len__(self) -> int:
-        return len(self.subscribers) + len(self.joining)
+        return len(self.subscribers) + len(self.joining) + len(self.ahead)
 
 
 class Feed(Protocol):
@@ -97,7 +100,10 @@ class Hub:
         for seq, payload in buffered:
             if seq > last:
                 sub.deliver(payload, ws_text_frame(payload))
-        stream.subscribers[sub] = None
+        if replay.epoch == stream.epoch and last > stream.seq:
+            stream.ahead[sub] = last
+        else:
+            stream.subscribers[sub] = None
 
     async def unsubscribe(self, sub: Subscriber, key: StreamKey) -> None:
         stream = self.streams.get(key)
@@ -105,6 +111,7 @@ class Hub:
             return
         stream.subscribers.pop(sub, None)
         stream.joining.pop(sub, None)
+        stream.ahead.pop(sub, None)
         if not len(stream):
             del self.streams[key]
             await self.feed.unlisten(key)
@@ -152,6 +159,15 @@ class Hub:
         self.deliveries += len(stream.subscribers)
         for buffered in stream.joining.values():
             buffered.append((seq, payload))
+        if stream.ahead:
+            self._catch_up(stream, seq)
+
+    def _catch_up(self, stream: Stream, seq: int) -> None:
+        """Subscribers ahead of the feed go live once it reaches what they already have."""
+        for sub, last in list(stream.ahead.items()):
+            if seq >= last:
+                del stream.ahead[sub]
+                stream.subscribers[sub] = None
 
     async def _fill(self, stream: Stream) -> None:
         """Fetch the events between our position and the backlog from history, then drain it."""
@@ -186,6 +202,8 @@ class Hub:
 
     def _announce_reset(self, stream: Stream, epoch: str, seq: int) -> None:
         stream.epoch, stream.seq = epoch, seq
+        stream.subscribers.update(dict.fromkeys(stream.ahead))
+        stream.ahead.clear()
         service, topic = stream.key
         notice = {"type": SUBSCRIBED, "service": service, "topic": topic, "epoch": epoch, "seq": seq,
                   "recovered": False}

@@ -208,6 +208,7 @@ def busiest_worker(cluster: ServedCluster) -> tuple[str, int]:
 
 
 def report(capsys, scenario: str, outcome: Outcome) -> None:
+    """Print the figures, then check that the server itself sent no duplicate (clients drop them)."""
     reconnected = sum(1 for c in outcome.clients if c.stats.reconnects)
     with capsys.disabled():
         print(
@@ -217,6 +218,7 @@ def report(capsys, scenario: str, outcome: Outcome) -> None:
             f"resets {sum(c.stats.resets for c in outcome.clients)}, "
             f"duplicates dropped by clients {sum(c.stats.duplicates_dropped for c in outcome.clients)}"
         )
+    assert all(c.stats.duplicates_dropped == 0 for c in outcome.clients)
 
 
 async def test_a_rolling_restart_loses_nothing_and_refuses_nobody(cluster, tokens, capsys):
