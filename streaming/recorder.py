@@ -275,6 +275,11 @@ def write(batch: Batch) -> float:
     started = time.thread_time()
     stats = batch.worker
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # Yield to anything holding these tables (a migration, a TRUNCATE) instead of deadlocking
+            # with it; the next heartbeat writes everything again.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '500ms'")
         worker, _ = WorkerProcess.objects.update_or_create(
             worker_id=stats["worker_id"], defaults={k: v for k, v in stats.items() if k != "worker_id"}
         )
