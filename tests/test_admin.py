@@ -449,3 +449,54 @@ class FakeConnection:
         self.subscriptions = {("widgets", "all"): None}
         self.grant = SimpleNamespace(principal=SimpleNamespace(user_id=user_id, application_id=None))
         self.remote, self.user_agent, self.origin = "10.0.0.1", "pytest", None
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_sessions_list_and_dashboard_update_live_in_chromium(server, alice, django_user_model, monkeypatch):
+    """New and closed sessions show up in the open-sessions list without a reload; charts are drawn."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not os.access("/usr/bin/chromium", os.X_OK):
+        pytest.skip("Debian's Chromium is missing: run `make chromium`")
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop runs in this thread
+    django_user_model.objects.create_superuser("boss", password="a long admin password")
+    token = token_for(alice)
+    first = sync_session(server, token, "widgets")
+    wait_for(lambda: StreamSession.objects.filter(closed_at__isnull=True).exists())
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(f"{server.url}/admin/login/?next=/admin/streaming/streamsession/%3Fstatus%3Dopen")
+        page.fill("#id_username", "boss")
+        page.fill("#id_password", "a long admin password")
+        page.click("input[type=submit]")
+        rows = page.locator("#result_list tbody tr")
+        sync_api.expect(rows).to_have_count(1)
+        second = sync_session(server, token, "notifications")
+        sync_api.expect(rows).to_have_count(2, timeout=10_000)
+        sync_api.expect(page.locator("#result_list")).to_contain_text(f"notifications/{alice.pk}")
+        sync_api.expect(page.locator("#streaming-live-stamp")).to_contain_text("Live: updated")
+        first.close()
+        sync_api.expect(rows).to_have_count(1, timeout=10_000)
+        page.goto(f"{server.url}/admin/streaming/workerprocess/dashboard/")
+        sync_api.expect(page.locator("#streaming-dashboard svg")).to_have_count(4)
+        sync_api.expect(page.locator("#streaming-dashboard polyline").first).to_be_attached()
+        browser.close()
+    second.close()
+
+
+def sync_session(server, token: str, service: str):
+    from websockets.sync.client import connect
+
+    ws = connect(server.ws_url, subprotocols=["widgetapp.v1", f"bearer.{token}"])
+    ws.recv(5)
+    ws.send(json.dumps({"type": "subscribe", "service": service, "id": 1}))
+    assert json.loads(ws.recv(5))["type"] == "subscribed"
+    return ws
+
+
+def wait_for(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{predicate} stayed false for {timeout}s"
+        time.sleep(0.2)
