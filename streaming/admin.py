@@ -151,7 +151,11 @@ class StreamSessionAdmin(ReadOnlyMixin, LiveModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.action(description="Disconnect selected sessions…", permissions=["view"])
+    def has_disconnect_permission(self, request: HttpRequest) -> bool:
+        """Rows are read-only, but closing live sessions needs the change permission."""
+        return request.user.has_perm("streaming.change_streamsession")
+
+    @admin.action(description="Disconnect selected sessions…", permissions=["disconnect"])
     def disconnect(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         """Ask for a close code (4403 by default), then close the open ones on every worker."""
         form = DisconnectForm(request.POST if "apply" in request.POST else None)
@@ -204,7 +208,10 @@ class WorkerProcessAdmin(ReadOnlyMixin, LiveModelAdmin):
     def memory(self, obj: WorkerProcess) -> str:
         return f"{obj.rss_bytes / 1_048_576:.0f} MB"
 
-    @admin.action(description="Drain selected workers (clients reconnect elsewhere)", permissions=["view"])
+    def has_drain_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("streaming.change_workerprocess")
+
+    @admin.action(description="Drain selected workers (clients reconnect elsewhere)", permissions=["drain"])
     def drain(self, request: HttpRequest, queryset: QuerySet) -> None:
         live = queryset.filter(state=WorkerProcess.State.RUNNING)
         for worker_id in live.values_list("worker_id", flat=True):

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 import websockets
 from asgiref.sync import sync_to_async
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.db import connection
 from django.test import AsyncClient
@@ -121,6 +122,9 @@ def test_admin_pages_render_for_staff_only(client, admin_user, django_user_model
     client.force_login(staff)
     assert client.get("/admin/streaming/streamsession/").status_code == 403
     assert client.get("/admin/streaming/workerprocess/live.json").status_code == 403
+    staff.user_permissions.add(Permission.objects.get(codename="view_streamsession"))
+    page = client.get("/admin/streaming/streamsession/")
+    assert page.status_code == 200 and b'value="disconnect"' not in page.content  # viewing is not acting
     member = django_user_model.objects.create_user("member", password="pw-member-123")
     client.force_login(member)
     for url in ADMIN_PAGES:
