@@ -171,6 +171,8 @@ async def test_metrics_expose_the_documented_series(worker, alice):
     fleet = {s.labels["worker"]: s.value for s in families["streaming_fleet_subscriptions"].samples}
     assert fleet[worker.id] == 1
     assert families["streaming_sessions_open"].samples[0].value == 1
+    [latency] = families["streaming_layer_latency_seconds"].samples
+    assert 0 <= latency.value < 1  # the recorder's round trip through the channel layer
     await comm.disconnect()
 
 
@@ -291,6 +293,7 @@ async def test_drain_action_hands_real_clients_over_with_4012(server, alice, sta
     token = await sync_to_async(token_for)(alice)
     ws, _ = await connect_and_subscribe(server, token, "widgets")
     record = await until(lambda: WorkerProcess.objects.filter(connections=1, state="running").first())
+    assert record.layer_latency_ms is not None and record.rss_bytes > 0  # Redis layer round trip measured
     await sync_to_async(staff_client.post)(
         "/admin/streaming/workerprocess/", {"action": "drain", "_selected_action": [record.pk]}
     )
