@@ -255,7 +255,9 @@ class Recorder:
             return None
         try:
             if self.layer_channel is None:
-                self.layer_channel = await layer.new_channel("streaming.recorder.")
+                # The control listener's prefix: channels_redis reads all of a process's channels through
+                # one Redis list per prefix, and only the listener's list is being read.
+                self.layer_channel = await layer.new_channel("streaming.worker.")
             started = time.perf_counter()
             await layer.send(self.layer_channel, {"type": "streaming.probe"})
             await asyncio.wait_for(layer.receive(self.layer_channel), 2.0)
