@@ -60,12 +60,14 @@ LOAD_FIELDS = (
 class Seen:
     """What the previous heartbeat recorded of one session, to write only what changed."""
 
-    messages_in: int = -1
-    messages_out: int = -1
+    messages_in: int = 0
+    messages_out: int = 0
     bytes_out: int = 0
     subscriptions: list[str] = field(default_factory=list)
     active: bool = True
     last_activity: datetime | None = None
+    #: The row exists (its identity columns were written); until then every heartbeat sends them.
+    recorded: bool = False
 
 
 @dataclass(slots=True)
@@ -89,6 +91,7 @@ class Recorder:
         self.bytes_out = 0
         self.messages_out = 0
         self.retry: list[dict[str, Any]] = []
+        self.retried: set[str] = set()
         self.due = asyncio.Event()
         #: CPU seconds the recording itself used (loop and database thread), for /metrics and the bench.
         self.cpu_seconds = 0.0
@@ -120,10 +123,27 @@ class Recorder:
             self.cpu_seconds += await database_sync_to_async(write)(batch)
         except Exception:
             logger.exception("Recording worker %s failed", self.worker.id)
-            self.retry = [row for row in batch.sessions if row["closed_at"] is not None]
+            self.failed(batch)
         else:
             self.flushes += 1
             self.last_flush = time.time()
+            self.retried.clear()
+            for row in batch.sessions:
+                seen = self.seen.get(row["session_id"])
+                if seen is not None:
+                    seen.recorded = True
+
+    def failed(self, batch: Batch) -> None:
+        """Send open sessions again next heartbeat; closed ones get one more try (a row that broke
+        the batch, e.g. of a user deleted meanwhile, must not break every later one)."""
+        retried, self.retried = self.retried, set()
+        for row in batch.sessions:
+            seen = self.seen.get(row["session_id"])
+            if seen is not None:
+                seen.active = True
+            elif row["closed_at"] is not None and row["session_id"] not in retried:
+                self.retry.append(row)
+                self.retried.add(row["session_id"])
 
     # Reading the worker (on the loop) ----------------------------------------------------------
 
@@ -179,16 +199,15 @@ class Recorder:
     def _advance(self, conn: Connection, now: datetime, elapsed: float) -> tuple[Seen, bool, dict[str, Any]]:
         """Counters of `conn` since the last heartbeat: (record, changed?, row fields)."""
         seen = self.seen.get(conn.session_id)
-        fresh = seen is None
         if seen is None:
-            seen = self.seen[conn.session_id] = Seen(messages_in=0, messages_out=0)
+            seen = self.seen[conn.session_id] = Seen()
         writer = conn.writer
         delta_in = conn.messages_in - seen.messages_in
         delta_out = writer.messages_out - seen.messages_out
         self.messages_out += delta_out
         self.bytes_out += writer.bytes_out - seen.bytes_out
         subs = [f"{service}/{topic}" for service, topic in conn.subscriptions]
-        changed = fresh or delta_in or delta_out or subs != seen.subscriptions or seen.active
+        changed = not seen.recorded or delta_in or delta_out or subs != seen.subscriptions or seen.active
         if delta_in or delta_out or seen.last_activity is None:
             seen.last_activity = now
         seen.messages_in, seen.messages_out = conn.messages_in, writer.messages_out
@@ -212,11 +231,10 @@ class Recorder:
         )
 
     def session_row(self, conn: Connection, now: datetime, elapsed: float) -> dict[str, Any] | None:
-        fresh = conn.session_id not in self.seen
-        _, changed, row = self._advance(conn, now, elapsed)
+        seen, changed, row = self._advance(conn, now, elapsed)
         if not changed:
             return None
-        if fresh:
+        if not seen.recorded:
             row.update(self.identity(conn, now))
         return row
 

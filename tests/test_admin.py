@@ -23,6 +23,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from streaming import mitigation
+from streaming import recorder as recorder_module
 from streaming.cleanup import workers_sweep
 from streaming.models import AuditEntry, LoadSample, ServiceConfig, StreamSession, WorkerProcess
 from streaming.recorder import Recorder, recorder_of, write
@@ -418,17 +419,7 @@ def test_recorder_writes_new_changed_and_closed_sessions_on_either_path(vendor, 
     if vendor == "other":
         monkeypatch.setattr(connection, "vendor", "sqlite")
     conns = [FakeConnection(f"{n:032x}", alice.pk) for n in range(3)]
-    worker = SimpleNamespace(
-        id="fake:1:x",
-        pid=1,
-        host="h",
-        started=time.time(),
-        draining=False,
-        messages_in=0,
-        loop_lag=0.0,
-        closed_sessions=[],
-        connections={c.session_id: c for c in conns},
-    )
+    worker = fake_worker(conns)
     recorder = Recorder(worker)
     write(recorder.collect())
     conns[0].messages_in, conns[0].writer.messages_out = 5, 7
@@ -447,6 +438,20 @@ def test_recorder_writes_new_changed_and_closed_sessions_on_either_path(vendor, 
     assert third.closed_at is not None and third.close_code is None
     assert WorkerProcess.objects.get(worker_id="fake:1:x").connections == 1
     assert LoadSample.objects.filter(worker__worker_id="fake:1:x").count() == 2
+
+
+def fake_worker(conns: list[FakeConnection]) -> SimpleNamespace:
+    return SimpleNamespace(
+        id="fake:1:x",
+        pid=1,
+        host="h",
+        started=time.time(),
+        draining=False,
+        messages_in=0,
+        loop_lag=0.0,
+        closed_sessions=[],
+        connections={c.session_id: c for c in conns},
+    )
 
 
 class FakeConnection:
@@ -507,3 +512,24 @@ def wait_for(predicate, timeout: float = 10.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"{predicate} stayed false for {timeout}s"
         time.sleep(0.2)
+
+
+async def test_a_failed_heartbeat_is_written_by_the_next(memory, alice, monkeypatch):
+    conns = [FakeConnection(f"{n:032x}", alice.pk) for n in range(2)]
+    worker = fake_worker(conns)
+    recorder = Recorder(worker)
+    real_write = recorder_module.write
+
+    def failing(batch):
+        raise RuntimeError("database away")
+
+    monkeypatch.setattr(recorder_module, "write", failing)
+    worker.closed_sessions.append((worker.connections.pop(conns[1].session_id), 4401, "Token revoked."))
+    await recorder.flush()
+    monkeypatch.setattr(recorder_module, "write", real_write)
+    await recorder.flush()
+    rows = {row.session_id: row async for row in StreamSession.objects.all()}
+    assert (
+        rows[conns[0].session_id].user_id == alice.pk and rows[conns[0].session_id].remote_addr == "10.0.0.1"
+    )
+    assert rows[conns[1].session_id].close_code == 4401
