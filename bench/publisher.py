@@ -78,20 +78,38 @@ class HttpPool:
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         writer.write(head.encode() + body)
-        status = int((await reader.readline()).split()[1])
-        length, keep = 0, True
-        while (line := await reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode("latin1").partition(":")
-            if name.lower() == "content-length":
-                length = int(value)
-            elif name.lower() == "connection" and value.strip().lower() == "close":
-                keep = False
-        await reader.readexactly(length)
-        if keep:
-            self.idle.append(conn)
-        else:
+        try:
+            status, headers = await read_head(reader)
+            await read_body(reader, headers)
+        except Exception:
             writer.close()
+            raise
+        if headers.get("connection", "").lower() == "close":
+            writer.close()
+        else:
+            self.idle.append(conn)
         return status
+
+
+async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    status = int((await reader.readline()).split()[1])
+    headers: dict[str, str] = {}
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers
+
+
+async def read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
+    """The response body, whole: daphne answers with chunked transfer encoding when no length is set."""
+    if headers.get("transfer-encoding", "").lower() != "chunked":
+        return await reader.readexactly(int(headers.get("content-length", "0")))
+    chunks = []
+    while size := int((await reader.readline()).split(b";")[0], 16):
+        chunks.append((await reader.readexactly(size + 2))[:-2])
+    while (await reader.readline()) not in (b"\r\n", b""):
+        pass  # trailers
+    return b"".join(chunks)
 
 
 async def ours_publisher(base_url: str, token: str) -> Publish:
