@@ -235,6 +235,22 @@ async def test_a_rolling_restart_loses_nothing_and_refuses_nobody(cluster, token
         assert_every_event_once_in_order(items, outcome.published)
     assert all(c.stats.reconnects >= 1 for c in outcome.clients)  # both workers went away
     assert outcome.refused == []
+    assert connections_to_draining_workers(cluster) == 0  # they stopped accepting on the socket
+
+
+def connections_to_draining_workers(cluster: ServedCluster) -> int:
+    """Websockets a worker accepted after it began draining, from daphne's access logs."""
+    accepted = 0
+    for log in cluster.run_dir.glob("worker*.log"):
+        draining = False
+        for line in log.read_text().splitlines():
+            if "streaming.drain" in line and "draining" in line:
+                draining = True
+            elif "Starting server" in line:  # the replacement process, logging to the same file
+                draining = False
+            elif draining and '"WSCONNECT ' in line:
+                accepted += 1
+    return accepted
 
 
 async def signal_busiest_worker(
