@@ -91,7 +91,8 @@ def load_summary(now: datetime) -> str:
         connections=Max("connections"), cpu=Max("cpu_percent"), lag=Max("loop_lag_ms")
     )
     return (
-        f"open sessions: {open_sessions.count()} ({open_sessions.values('user').distinct().count()} users); "
+        f"open sessions: {open_sessions.count()} "
+        f"({open_sessions.exclude(user=None).values('user').distinct().count()} user(s)); "
         f"last hour peaks per worker: {peak['connections'] or 0} connections, "
         f"{peak['cpu'] or 0:.1f} % CPU, {peak['lag'] or 0:.1f} ms loop lag"
     )
