@@ -62,4 +62,5 @@ lint: venv
 
 ## Benchmarks side by side (ours, raw websockets ceiling, naive Channels); see bench/README.md.
 bench: venv services
+	test -d bench/node_modules/ws || (cd bench && npm ci --no-audit --no-fund)
 	$(PY) bench/run.py $(BENCH_ARGS)
