@@ -70,11 +70,6 @@ def record(
     )
 
 
-def pending() -> list[dict[str, Any]]:
-    """What is recorded but not yet written (for tests and the status command)."""
-    return list(_pending)
-
-
 def flush() -> int:
     """Write everything recorded so far in one bulk insert; returns the number of rows."""
     global _dropped

@@ -24,10 +24,14 @@ from streaming.services import Principal
 class AuthError(Exception):
     """A token that cannot open (or keep) a connection; carries the close code and reason."""
 
-    def __init__(self, code: int, reason: str) -> None:
+    def __init__(self, code: int, reason: str, *, user_id: int | None = None,
+                 application_id: int | None = None) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        #: Whose token it was, when known (for the audit log).
+        self.user_id = user_id
+        self.application_id = application_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,20 +69,22 @@ def _load(checksum: str) -> Grant:
     if token is None:
         raise AuthError(CLOSE_UNAUTHENTICATED, "Invalid or revoked token.")
     if token.is_expired():
-        raise AuthError(CLOSE_UNAUTHENTICATED, "Token expired.")
+        raise AuthError(CLOSE_UNAUTHENTICATED, "Token expired.", user_id=token.user_id,
+                        application_id=token.application_id)
     user = token.user
     if user is None:
         application = token.application
         if application is None or not accounts.application_is_approved(application=application):
-            raise AuthError(CLOSE_FORBIDDEN, "Application is not approved for streaming.")
+            raise AuthError(CLOSE_FORBIDDEN, "Application is not approved for streaming.",
+                            application_id=token.application_id)
         allowed = set(token.scope.split())
         principal = Principal(None, f"app:{application.client_id}", False, application.id,
                               frozenset(allowed))
     else:
         if not user.is_active:
-            raise AuthError(CLOSE_FORBIDDEN, "User is inactive.")
+            raise AuthError(CLOSE_FORBIDDEN, "User is inactive.", user_id=user.pk)
         if not accounts.user_is_approved(user=user):
-            raise AuthError(CLOSE_FORBIDDEN, "User is not in an approved group.")
+            raise AuthError(CLOSE_FORBIDDEN, "User is not in an approved group.", user_id=user.pk)
         allowed = set(token.scope.split()) & accounts.user_allowed_scopes(user=user)
         principal = Principal(user.pk, user.get_username(), user.is_staff,
                               token.application_id, frozenset(allowed))

@@ -30,6 +30,7 @@ class StreamConsumer(AsyncConsumer):
 
     conn: Connection | None = None
     auth_timer: asyncio.TimerHandle | None = None
+    pending_auth = False
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' dispatch closes old DB connections on every message (a thread hop each);
@@ -58,10 +59,12 @@ class StreamConsumer(AsyncConsumer):
         if self.worker.draining:
             conn.close_with_retry(p.CLOSE_RESTART, "restart", _jitter_ms())
             return
-        if len(self.worker.connections) >= conn.limits["MAX_CONNECTIONS_PER_WORKER"]:
+        open_ = len(self.worker.connections) + self.worker.pending_auth
+        if open_ >= conn.limits["MAX_CONNECTIONS_PER_WORKER"]:
             audit.record(audit.Kind.LIMIT, conn=conn, close_code=p.CLOSE_OVERLOADED, detail="Worker is full.")
             conn.close_with_retry(p.CLOSE_OVERLOADED, "overloaded", streaming_settings.OVERLOAD_RETRY_MS)
             return
+        self._pending(True)
         if shake.error:
             self._refuse(p.CLOSE_UNAUTHENTICATED, shake.error)
         elif shake.token:
@@ -70,15 +73,23 @@ class StreamConsumer(AsyncConsumer):
             loop = asyncio.get_running_loop()
             self.auth_timer = loop.call_later(streaming_settings.AUTH_TIMEOUT, self._auth_timeout)
 
+    def _pending(self, pending: bool) -> None:
+        """Count this socket among the worker's unauthenticated ones (until auth or disconnect)."""
+        if pending != self.pending_auth:
+            self.pending_auth = pending
+            self.worker.pending_auth += 1 if pending else -1
+
     def _auth_timeout(self) -> None:
         if self.conn is not None and self.conn.grant is None and not self.conn.closing:
             self._refuse(p.CLOSE_UNAUTHENTICATED, "Authentication timed out.")
 
-    def _refuse(self, code: int, reason: str) -> None:
+    def _refuse(self, code: int, reason: str, refused: AuthError | None = None) -> None:
         """Close for an authentication or authorisation failure, and audit it."""
         assert self.conn is not None
         kind = audit.Kind.AUTH_FAILED if code == p.CLOSE_UNAUTHENTICATED else audit.Kind.DENIED
-        audit.record(kind, conn=self.conn, close_code=code, detail=reason)
+        audit.record(kind, conn=self.conn, close_code=code, detail=reason,
+                     user_id=refused.user_id if refused else None,
+                     application_id=refused.application_id if refused else None)
         self.conn.close(code, reason)
 
     async def _verify(self, token: str) -> Grant | None:
@@ -86,7 +97,7 @@ class StreamConsumer(AsyncConsumer):
         try:
             return await database_sync_to_async(verify_token)(token)
         except AuthError as refused:
-            self._refuse(refused.code, refused.reason)
+            self._refuse(refused.code, refused.reason, refused)
             return None
 
     async def _authenticate(self, token: str, msg_id: str | int | None) -> None:
@@ -97,6 +108,7 @@ class StreamConsumer(AsyncConsumer):
             return
         if self.auth_timer is not None:
             self.auth_timer.cancel()
+        self._pending(False)
         conn.grant = grant
         limits.apply(conn)
         if not await limits.admit_user(self.worker, conn):
@@ -286,6 +298,7 @@ class StreamConsumer(AsyncConsumer):
         if self.conn is not None:
             audit.record(audit.Kind.LIMIT, conn=self.conn, close_code=p.CLOSE_OVERLOADED,
                          detail="Slow consumer: outbound buffer full.")
+            limits.slow_reader_grace(self.conn.writer)
             self.conn.overflow()
 
     def _closed(self, code: int, reason: str) -> None:
@@ -296,6 +309,8 @@ class StreamConsumer(AsyncConsumer):
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         if self.auth_timer is not None:
             self.auth_timer.cancel()
+        if self.conn is not None:
+            self._pending(False)
         conn = self.conn
         if conn is not None:
             conn.closing = True

@@ -39,6 +39,9 @@ LIMIT_NAMES = (
 #: Seconds without a rate-limited message after which the strike count starts again.
 STRIKE_FORGIVE_SECONDS = 2.0
 
+#: Seconds a slow reader cut off with 4013 has to read what was already sent before it is dropped.
+SLOW_READER_CLOSE_GRACE = 5.0
+
 #: A user's connection entry in Redis lives this long unless its worker refreshes it (a killed
 #: worker's connections stop counting after this); refreshed every REFRESH seconds.
 USER_SLOT_TTL = 60.0
@@ -105,6 +108,18 @@ def adopt_server_frame_limit(writer: Any) -> None:
             ours,
             ours,
         )
+
+
+def slow_reader_grace(writer: Any) -> None:
+    """Give a cut-off slow reader SLOW_READER_CLOSE_GRACE s to read its way to the 4013 close.
+
+    Nothing more is written to it, so memory stays bounded; daphne would otherwise drop the TCP
+    connection 1 s after the close frame was queued, behind the unread data, and the client would
+    see 1006 instead of why it was cut off.
+    """
+    protocol = getattr(writer, "protocol", None)
+    if protocol is not None and hasattr(protocol, "closeHandshakeTimeout"):
+        protocol.closeHandshakeTimeout = SLOW_READER_CLOSE_GRACE
 
 
 # Overrides --------------------------------------------------------------------------------------

@@ -50,6 +50,8 @@ class Worker:
         #: (connection, close code, reason) of authenticated sessions gone since the recorder's last flush.
         self.closed_sessions: list[tuple[Connection, int, str]] = []
         self.draining = False
+        #: Accepted websockets not yet authenticated; admission control counts them too.
+        self.pending_auth = 0
         self.messages_in = 0
         self.loop_lag = 0.0
         self._expiries: list[tuple[float, int, str]] = []

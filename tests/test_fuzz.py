@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streaming.worker import get_worker
 from tests.streaming_helpers import communicator, make_user, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -63,6 +64,22 @@ def token(db, fuzz_settings) -> str:
     return token_for(make_user("fuzzer"))
 
 
+async def _settled(coro) -> None:
+    """Run `coro`, then stop this loop's worker and every task it left, so asyncio.run can end."""
+    try:
+        await coro
+    finally:
+        await get_worker().close()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        if others:
+            _, pending = await asyncio.wait(others, timeout=5)
+            for task in pending:
+                task.print_stack()
+            assert not pending, pending
+
+
 async def _exchange(token: str, batch: list[str]) -> None:
     comm = communicator(token)
     connected, _ = await comm.connect()
@@ -88,7 +105,7 @@ async def _exchange(token: str, batch: list[str]) -> None:
 def test_no_frame_causes_an_internal_error(token, batch, caplog):
     caplog.set_level(logging.ERROR)
     caplog.clear()
-    asyncio.run(_exchange(token, batch))
+    asyncio.run(_settled(_exchange(token, batch)))
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
@@ -111,5 +128,5 @@ async def _before_auth(frame: str) -> None:
 def test_frames_before_auth_are_refused_cleanly(fuzz_settings, db, frame, caplog):
     caplog.set_level(logging.ERROR)
     caplog.clear()
-    asyncio.run(_before_auth(frame))
+    asyncio.run(_settled(_before_auth(frame)))
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

@@ -184,7 +184,7 @@ async def test_unapproved_user_is_4403(server, alice):
         code, _ = await close_code(ws)
     assert code == 4403
     rows = await audit_rows(kind="denied", close_code=4403)
-    assert rows[0].user_id is None and rows[0].remote_addr == "127.0.0.1"
+    assert (rows[0].user_id, rows[0].remote_addr) == (alice.pk, "127.0.0.1")
 
 
 def _client_credentials_token(owner: User, scope: str) -> str:
@@ -609,4 +609,9 @@ async def test_admission_control_answers_4013_with_retry_hint(daphne_factory, se
         async with connect(server, token) as refused:
             code, seen = await close_code(refused)
     assert (code, seen) == (4013, [{"type": "reconnect", "reason": "overloaded", "retry_after_ms": 2000}])
+    async with connect(server) as unauthenticated:  # a socket waiting to authenticate counts too
+        await asyncio.sleep(0.2)
+        async with connect(server, token) as refused:
+            assert (await close_code(refused))[0] == 4013
+        assert (await call(unauthenticated, {"type": "auth", "token": token}))["type"] == "welcome"
     assert await audit_rows(kind="limit", close_code=4013, detail="Worker is full.")
