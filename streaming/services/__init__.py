@@ -35,9 +35,15 @@ class Service:
     staff_only: ClassVar[bool] = False
     #: Topic used when a client names none.
     default_topic: ClassVar[str] = "all"
+    #: The service has only its default topic; naming another is a bad request.
+    single_topic: ClassVar[bool] = False
 
     def topic_for(self, principal: Principal, topic: str | None) -> str:
-        """The topic a principal may follow for `topic`; raise ProtocolError(forbidden) otherwise."""
+        """The topic a principal may follow for `topic`; raise ProtocolError otherwise."""
+        if self.single_topic and topic not in (None, self.default_topic):
+            raise ProtocolError(
+                BAD_REQUEST, f"The {self.name} service has one topic, {self.default_topic!r}."
+            )
         return topic or self.default_topic
 
     def check_access(self, principal: Principal) -> None:

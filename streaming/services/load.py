@@ -7,7 +7,6 @@ from typing import Any
 
 from streaming.conf import streaming_settings
 from streaming.load import LoadMeter
-from streaming.protocol import BAD_REQUEST, ProtocolError
 from streaming.publish import apublish
 from streaming.services import Principal, Service, register
 from streaming.worker import Worker, get_worker, on_start
@@ -18,11 +17,7 @@ class LoadService(Service):
     name = "load"
     description = "Live server load of the streaming workers (staff only)."
     staff_only = True
-
-    def topic_for(self, principal: Principal, topic: str | None) -> str:
-        if topic not in (None, self.default_topic):
-            raise ProtocolError(BAD_REQUEST, "The load service has one topic, 'all'.")
-        return self.default_topic
+    single_topic = True
 
     async def request(self, principal: Principal, action: str, data: Any) -> Any:
         if action != "snapshot":

@@ -6,7 +6,6 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from streaming.protocol import BAD_REQUEST, ProtocolError
 from streaming.publish import ahead
 from streaming.services import Principal, Service, register
 from widgetapp.widgets.events import widget_data
@@ -21,11 +20,7 @@ def widgets_snapshot() -> list[dict[str, Any]]:
 class WidgetsService(Service):
     name = "widgets"
     description = "Live changes to Widget records."
-
-    def topic_for(self, principal: Principal, topic: str | None) -> str:
-        if topic not in (None, self.default_topic):
-            raise ProtocolError(BAD_REQUEST, "The widgets service has one topic, 'all'.")
-        return self.default_topic
+    single_topic = True
 
     async def request(self, principal: Principal, action: str, data: Any) -> Any:
         if action != "list":
