@@ -84,6 +84,16 @@ def drop_database(url: str) -> None:
         db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def forget_redis_prefix(prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
 def manage(env: dict[str, str], *args: str) -> str:
     done = subprocess.run(
         [PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=True
@@ -211,13 +221,11 @@ def main() -> None:
     logs = ROOT / "bench" / "results" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     database = scratch_database()
-    prefix = f"bench-recording-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
         "DJANGO_DEBUG": "1",
         "DATABASE_URL": database,
         "REDIS_URL": REDIS_URL,
-        "STREAMING_REDIS_PREFIX": prefix,
         "STREAMING_MAX_CONNECTIONS_PER_USER": str(options.connections * 2),
         "STREAMING_MESSAGES_PER_SECOND": "100",
         "LOG_LEVEL": "WARNING",
@@ -229,12 +237,16 @@ def main() -> None:
         for round_ in range(options.rounds):
             for mode in ("with", "without"):
                 port = 20000 + random.randrange(20000)
-                proc = start_server(env, port, mode == "with", logs / f"recording-cost-{mode}-{round_}.log")
+                # A fresh Redis prefix per server: no connection slots or history left by the previous one.
+                server_env = {**env, "STREAMING_REDIS_PREFIX": f"bench-recording-{uuid.uuid4().hex[:8]}"}
+                log = logs / f"recording-cost-{mode}-{round_}.log"
+                proc = start_server(server_env, port, mode == "with", log)
                 try:
                     result = asyncio.run(measure(port, token, options.connections, options.seconds, proc.pid))
                 finally:
                     proc.terminate()
                     proc.wait(30)
+                    forget_redis_prefix(server_env["STREAMING_REDIS_PREFIX"])
                 results[mode].append(result)
                 print(
                     f"round {round_ + 1} {mode:>7} recording: worker CPU {result['cpu_percent']:.1f} %, "
