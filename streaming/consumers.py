@@ -22,6 +22,9 @@ from streaming.writer import make_writer
 
 logger = logging.getLogger(__name__)
 
+#: The standard close code daphne (autobahn) sends above --websocket-max-message-size.
+CLOSE_MESSAGE_TOO_BIG = 1009
+
 
 class StreamConsumer(AsyncConsumer):
     """One per websocket. Fan-out does not pass through here: the hub writes to the connection."""
@@ -309,10 +312,12 @@ class StreamConsumer(AsyncConsumer):
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         if self.auth_timer is not None:
             self.auth_timer.cancel()
-        if self.conn is not None:
-            self._pending(False)
         conn = self.conn
         if conn is not None:
+            self._pending(False)
+            if message.get("code") == CLOSE_MESSAGE_TOO_BIG:  # daphne's own frame limit
+                audit.record(audit.Kind.LIMIT, conn=conn, close_code=CLOSE_MESSAGE_TOO_BIG,
+                             detail="Message too big for the server.")
             conn.closing = True
             self.worker.remove(conn)
             if conn.grant is not None:
