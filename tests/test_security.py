@@ -616,3 +616,14 @@ async def test_admission_control_answers_4013_with_retry_hint(daphne_factory, se
             assert (await close_code(refused))[0] == 4013
         assert (await call(unauthenticated, {"type": "auth", "token": token}))["type"] == "welcome"
     assert await audit_rows(kind="limit", close_code=4013, detail="Worker is full.")
+
+
+async def test_refresh_with_someone_elses_token_is_forbidden_and_changes_nothing(server, alice):
+    token = await sync_to_async(token_for)(alice)
+    bob = await sync_to_async(make_user)("bob")
+    bobs = await sync_to_async(token_for)(bob)
+    async with await welcomed(server, token) as ws:
+        reply = await call(ws, {"type": "auth", "token": bobs, "id": "r"})
+        assert (reply["type"], reply["code"], reply["id"]) == ("error", "forbidden", "r")
+        topic = (await call(ws, {"type": "subscribe", "service": "notifications"}))["topic"]
+        assert topic == str(alice.pk)  # still alice's connection
