@@ -18,6 +18,7 @@ from channels.db import database_sync_to_async
 
 from streaming.conf import streaming_settings
 from streaming.control import operation
+from streaming.models import LimitOverride
 from streaming.worker import Worker, on_start, running_worker
 
 if TYPE_CHECKING:
@@ -25,16 +26,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: The limits an admin can override live (the choices of LimitOverride.limit).
-LIMIT_NAMES = (
-    "MAX_FRAME_BYTES",
-    "MESSAGES_PER_SECOND",
-    "MESSAGES_BURST",
-    "MAX_SUBSCRIPTIONS",
-    "MAX_CONNECTIONS_PER_USER",
-    "MAX_CONNECTIONS_PER_WORKER",
-    "MAX_OUTBOUND_BYTES",
-)
+#: The limits an admin can override live.
+LIMIT_NAMES = tuple(name for name, _ in LimitOverride.LIMITS)
 
 #: Seconds without a rate-limited message after which the strike count starts again.
 STRIKE_FORGIVE_SECONDS = 2.0
@@ -172,8 +165,6 @@ def apply(conn: Connection) -> None:
 
 
 def _override_rows() -> list[tuple[str, str, str, float]]:
-    from streaming.models import LimitOverride
-
     rows = []
     for row in LimitOverride.objects.all():
         key = {
