@@ -130,9 +130,10 @@ def set_overrides(rows: Iterable[tuple[str, str, str, float]]) -> None:
     _overrides.update(table)
 
 
-def _resolve(
+def resolve(
     name: str, user_id: int | None, group_ids: Iterable[int], service: str | None, worker_id: str | None
 ) -> float:
+    """The value of limit `name` for these scope keys: the most specific override, else the setting."""
     table = _overrides.get(name)
     if table:
         if user_id is not None and ("user", str(user_id)) in table:
@@ -152,7 +153,7 @@ def effective(name: str, conn: Connection | None = None, *, service: str | None 
     grant = conn.grant if conn is not None else None
     user_id = grant.principal.user_id if grant is not None else None
     group_ids = grant.group_ids if grant is not None else ()
-    return _resolve(name, user_id, group_ids, service, worker.id if worker else None)
+    return resolve(name, user_id, group_ids, service, worker.id if worker else None)
 
 
 def apply(conn: Connection) -> None:

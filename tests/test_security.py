@@ -566,7 +566,7 @@ async def test_expiry_warns_then_closes_within_a_second(server, alice):
 
 
 def test_most_specific_override_wins():
-    from streaming.limits import _resolve, set_overrides
+    from streaming.limits import resolve, set_overrides
 
     set_overrides(
         [
@@ -579,12 +579,12 @@ def test_most_specific_override_wins():
         ]
     )
     try:
-        assert _resolve("MAX_SUBSCRIPTIONS", 1, [7, 8], "widgets", "w1") == 50
-        assert _resolve("MAX_SUBSCRIPTIONS", 2, [7, 8], "widgets", "w1") == 45
-        assert _resolve("MAX_SUBSCRIPTIONS", 2, [], "widgets", "w1") == 30
-        assert _resolve("MAX_SUBSCRIPTIONS", 2, [], None, "w1") == 20
-        assert _resolve("MAX_SUBSCRIPTIONS", 2, [], None, "w2") == 10
-        assert _resolve("MESSAGES_BURST", 1, [7], "widgets", "w1") == 40  # the STREAMING default
+        assert resolve("MAX_SUBSCRIPTIONS", 1, [7, 8], "widgets", "w1") == 50
+        assert resolve("MAX_SUBSCRIPTIONS", 2, [7, 8], "widgets", "w1") == 45
+        assert resolve("MAX_SUBSCRIPTIONS", 2, [], "widgets", "w1") == 30
+        assert resolve("MAX_SUBSCRIPTIONS", 2, [], None, "w1") == 20
+        assert resolve("MAX_SUBSCRIPTIONS", 2, [], None, "w2") == 10
+        assert resolve("MESSAGES_BURST", 1, [7], "widgets", "w1") == 40  # the STREAMING default
     finally:
         set_overrides([])
 
