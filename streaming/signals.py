@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
+from django.utils import timezone
 from oauth2_provider.models import get_access_token_model
 
 from accounts.signals import approval_changed, is_token_rotation
@@ -20,6 +21,8 @@ from streaming.protocol import CLOSE_UNAUTHENTICATED
 def token_revoked(sender: Any, instance: Any, **kwargs: Any) -> None:
     if is_token_rotation():
         return  # replaced by a refresh: connections keep it until expiry or an in-band swap
+    if instance.expires is not None and instance.expires <= timezone.now():
+        return  # expired (e.g. cleartokens): its sockets were closed at expiry; no broadcast per row
     checksum = instance.token_checksum
     transaction.on_commit(lambda: control.broadcast(
         "close", checksum=checksum, code=CLOSE_UNAUTHENTICATED, reason="Token revoked."))

@@ -627,3 +627,14 @@ async def test_refresh_with_someone_elses_token_is_forbidden_and_changes_nothing
         assert (reply["type"], reply["code"], reply["id"]) == ("error", "forbidden", "r")
         topic = (await call(ws, {"type": "subscribe", "service": "notifications"}))["topic"]
         assert topic == str(alice.pk)  # still alice's connection
+
+
+def test_deleting_expired_tokens_broadcasts_nothing(alice, monkeypatch):
+    sent: list[dict] = []
+    monkeypatch.setattr(control, "broadcast", lambda op, **fields: sent.append({"op": op, **fields}))
+    token_for(alice, expires=-5)
+    AccessToken.objects.filter(user=alice).delete()  # as cleartokens does, in bulk
+    assert sent == []
+    token_for(alice)
+    AccessToken.objects.filter(user=alice).delete()
+    assert [(m["op"], m["code"]) for m in sent] == [("close", 4401)]
