@@ -107,7 +107,7 @@ class StreamConsumer(AsyncConsumer):
         conn = self.conn
         assert conn is not None
         grant = await self._verify(token)
-        if grant is None:
+        if grant is None or conn.closing:  # refused, or timed out while the database answered
             return
         if self.auth_timer is not None:
             self.auth_timer.cancel()
