@@ -37,8 +37,8 @@ SLOW_READER_CLOSE_GRACE = 5.0
 
 #: A user's connection entry in Redis lives this long unless its worker refreshes it (a killed
 #: worker's connections stop counting after this); refreshed every REFRESH seconds.
-USER_SLOT_TTL = 60.0
-USER_SLOT_REFRESH = 20.0
+USER_SLOT_TTL = 30.0
+USER_SLOT_REFRESH = 10.0
 
 
 class TokenBucket:
