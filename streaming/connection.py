@@ -85,19 +85,17 @@ class Connection:
         self.on_close(code, reason)
 
     def close_with_retry(self, code: int, reason: str, retry_after_ms: int) -> None:
-        self.send_message({"type": RECONNECT, "reason": reason, "retry_after_ms": retry_after_ms})
+        """Tell the client to come back after `retry_after_ms`, then close (4012/4013)."""
+        if self.closing:
+            return
+        notice = {"type": RECONNECT, "reason": reason, "retry_after_ms": retry_after_ms}
+        self.writer.write_last(encode(notice).encode())
         self.close(code, reason)
 
     def overflow(self) -> None:
         """The client does not read fast enough: cut it off before server memory grows."""
-        loop = asyncio.get_running_loop()
-        loop.call_soon(self._overflow_close)
-
-    def _overflow_close(self) -> None:
-        self.closing = False
-        self.writer.overflowed = False
-        self.close_with_retry(CLOSE_OVERLOADED, "slow_consumer", streaming_settings.OVERLOAD_RETRY_MS)
-        self.writer.overflowed = True
+        asyncio.get_running_loop().call_soon(
+            self.close_with_retry, CLOSE_OVERLOADED, "slow_consumer", streaming_settings.OVERLOAD_RETRY_MS)
 
     # Periodic -------------------------------------------------------------------------------
 
