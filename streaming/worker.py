@@ -7,6 +7,7 @@ import heapq
 import logging
 import os
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -161,3 +162,11 @@ _on_start: list[Callable[[Worker], None]] = []
 def on_start(callback: Callable[[Worker], None]) -> None:
     """Run `callback(worker)` whenever a worker starts (control listener, recorders)."""
     _on_start.append(callback)
+
+
+def start_with_server() -> None:
+    """Under daphne, start this process's worker once the reactor runs, before any websocket:
+    the worker is registered and drains on SIGTERM from the start."""
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if reactor is not None and hasattr(reactor, "_asyncioEventloop"):
+        reactor.callLater(0, get_worker)

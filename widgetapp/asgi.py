@@ -13,6 +13,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.urls import re_path  # noqa: E402
 
 from streaming.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
+from streaming.worker import start_with_server  # noqa: E402
 
 if settings.DEBUG:
     # Daphne serves no static files itself: in development Django serves /static/ (the demo page).
@@ -24,3 +25,4 @@ application = ProtocolTypeRouter(
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )
+start_with_server()
