@@ -39,8 +39,9 @@ def resolve(principal: Principal, name: str, msg_id: str | int | None) -> Servic
     return service
 
 
-def stream_key(principal: Principal, service: Service, topic: str | None,
-               msg_id: str | int | None) -> tuple[str, str]:
+def stream_key(
+    principal: Principal, service: Service, topic: str | None, msg_id: str | int | None
+) -> tuple[str, str]:
     try:
         return service.name, service.topic_for(principal, topic)
     except ProtocolError as exc:

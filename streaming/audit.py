@@ -12,8 +12,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 
+from streaming.db import background_transaction
 from streaming.models import AuditEntry
 from streaming.worker import Worker, on_start
 
@@ -82,7 +83,7 @@ def flush() -> int:
         return 0
     try:
         try:
-            with transaction.atomic():
+            with background_transaction():
                 AuditEntry.objects.bulk_create([AuditEntry(**row) for row in rows])
         except IntegrityError:  # a user or application deleted meanwhile: keep the rows without it
             AuditEntry.objects.bulk_create([AuditEntry(**_without_gone(row)) for row in rows])

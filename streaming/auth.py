@@ -11,9 +11,11 @@ import hashlib
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.utils import timezone
-from oauth2_provider.models import get_access_token_model
+from oauth2_provider.models import get_access_token_model, get_application_model
 
 from accounts import services as accounts
 from streaming.conf import streaming_settings
@@ -24,8 +26,9 @@ from streaming.services import Principal
 class AuthError(Exception):
     """A token that cannot open (or keep) a connection; carries the close code and reason."""
 
-    def __init__(self, code: int, reason: str, *, user_id: int | None = None,
-                 application_id: int | None = None) -> None:
+    def __init__(
+        self, code: int, reason: str, *, user_id: int | None = None, application_id: int | None = None
+    ) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
@@ -59,6 +62,10 @@ def forget(checksum: str | None = None) -> None:
         _cache.pop(checksum, None)
 
 
+class TokenMissing(AuthError):
+    """No such token: never issued, revoked, or replaced by a refresh."""
+
+
 def _load(checksum: str) -> Grant:
     token = (
         get_access_token_model()
@@ -67,30 +74,43 @@ def _load(checksum: str) -> Grant:
         .first()
     )
     if token is None:
-        raise AuthError(CLOSE_UNAUTHENTICATED, "Invalid or revoked token.")
+        raise TokenMissing(CLOSE_UNAUTHENTICATED, "Invalid or revoked token.")
     if token.is_expired():
-        raise AuthError(CLOSE_UNAUTHENTICATED, "Token expired.", user_id=token.user_id,
-                        application_id=token.application_id)
-    user = token.user
+        raise AuthError(
+            CLOSE_UNAUTHENTICATED,
+            "Token expired.",
+            user_id=token.user_id,
+            application_id=token.application_id,
+        )
+    return _judge(checksum, token.pk, token.user, token.application, set(token.scope.split()), token.expires)
+
+
+def _judge(
+    checksum: str, token_id: int, user: Any, application: Any, scopes: set[str], expires: datetime
+) -> Grant:
+    """The grant a holder gets now: approval and group scopes are checked at every call."""
     if user is None:
-        application = token.application
         if application is None or not accounts.application_is_approved(application=application):
-            raise AuthError(CLOSE_FORBIDDEN, "Application is not approved for streaming.",
-                            application_id=token.application_id)
-        allowed = set(token.scope.split())
-        principal = Principal(None, f"app:{application.client_id}", False, application.id,
-                              frozenset(allowed))
-    else:
-        if not user.is_active:
-            raise AuthError(CLOSE_FORBIDDEN, "User is inactive.", user_id=user.pk)
-        if not accounts.user_is_approved(user=user):
-            raise AuthError(CLOSE_FORBIDDEN, "User is not in an approved group.", user_id=user.pk)
-        allowed = set(token.scope.split()) & accounts.user_allowed_scopes(user=user)
-        principal = Principal(user.pk, user.get_username(), user.is_staff,
-                              token.application_id, frozenset(allowed))
-        return Grant(principal, checksum, token.pk, token.expires,
-                     frozenset(user.groups.values_list("pk", flat=True)))
-    return Grant(principal, checksum, token.pk, token.expires)
+            raise AuthError(
+                CLOSE_FORBIDDEN,
+                "Application is not approved for streaming.",
+                application_id=application.pk if application else None,
+            )
+        principal = Principal(None, f"app:{application.client_id}", False, application.pk, frozenset(scopes))
+        return Grant(principal, checksum, token_id, expires)
+    if not user.is_active:
+        raise AuthError(CLOSE_FORBIDDEN, "User is inactive.", user_id=user.pk)
+    if not accounts.user_is_approved(user=user):
+        raise AuthError(CLOSE_FORBIDDEN, "User is not in an approved group.", user_id=user.pk)
+    allowed = scopes & accounts.user_allowed_scopes(user=user)
+    principal = Principal(
+        user.pk,
+        user.get_username(),
+        user.is_staff,
+        application.pk if application else None,
+        frozenset(allowed),
+    )
+    return Grant(principal, checksum, token_id, expires, frozenset(user.groups.values_list("pk", flat=True)))
 
 
 def _unexpired(checksum: str, grant: Grant) -> Grant:
@@ -121,8 +141,29 @@ def verify_token(token: str) -> Grant:
 
 
 def reverify(grant: Grant) -> Grant:
-    """Load a connection's token afresh (after revocation or a group change), bypassing the cache."""
+    """Judge a connection's token afresh (after a group change), bypassing the cache.
+
+    A token replaced by a refresh is gone from the database but still valid on the connection
+    until it expires or is swapped in band (revocations close connections directly), so its
+    holder is judged again with the scopes the connection has.
+    """
     forget(grant.checksum)
-    fresh = _load(grant.checksum)
+    try:
+        fresh = _load(grant.checksum)
+    except TokenMissing:
+        fresh = _judge_holder(grant)
     _cache[grant.checksum] = (time.monotonic(), fresh)
     return fresh
+
+
+def _judge_holder(grant: Grant) -> Grant:
+    principal = grant.principal
+    user = get_user_model().objects.filter(pk=principal.user_id).first() if principal.user_id else None
+    application = (
+        get_application_model().objects.select_related("user").filter(pk=principal.application_id).first()
+        if principal.application_id
+        else None
+    )
+    if user is None and principal.user_id is not None:
+        raise AuthError(CLOSE_FORBIDDEN, "User no longer exists.")
+    return _judge(grant.checksum, grant.token_id, user, application, set(principal.scopes), grant.expires_at)

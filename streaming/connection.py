@@ -32,12 +32,31 @@ class Connection:
     """Created at handshake; authenticated once a grant is set."""
 
     __slots__ = (
-        "session_id", "writer", "grant", "subscriptions", "bucket", "invalid_strikes", "limits",
-        "warned", "closing", "on_close", "messages_in", "remote", "origin", "user_agent", "meta",
+        "session_id",
+        "writer",
+        "grant",
+        "subscriptions",
+        "bucket",
+        "invalid_strikes",
+        "limits",
+        "warned",
+        "closing",
+        "on_close",
+        "messages_in",
+        "remote",
+        "origin",
+        "user_agent",
+        "meta",
     )
 
-    def __init__(self, writer: Writer, on_close: Callable[[int, str], None], remote: str,
-                 origin: str | None, user_agent: str) -> None:
+    def __init__(
+        self,
+        writer: Writer,
+        on_close: Callable[[int, str], None],
+        remote: str,
+        origin: str | None,
+        user_agent: str,
+    ) -> None:
         self.session_id = uuid.uuid4().hex
         self.writer = writer
         self.grant: Grant | None = None
@@ -95,7 +114,8 @@ class Connection:
     def overflow(self) -> None:
         """The client does not read fast enough: cut it off before server memory grows."""
         asyncio.get_running_loop().call_soon(
-            self.close_with_retry, CLOSE_OVERLOADED, "slow_consumer", streaming_settings.OVERLOAD_RETRY_MS)
+            self.close_with_retry, CLOSE_OVERLOADED, "slow_consumer", streaming_settings.OVERLOAD_RETRY_MS
+        )
 
     # Periodic -------------------------------------------------------------------------------
 
@@ -112,5 +132,10 @@ class Connection:
         left = self.grant.expires_at.timestamp() - now
         if left <= ahead:
             self.warned = True
-            self.send_message({"type": TOKEN_EXPIRING, "expires_at": iso(self.grant.expires_at),
-                               "expires_in": max(0, int(left))})
+            self.send_message(
+                {
+                    "type": TOKEN_EXPIRING,
+                    "expires_at": iso(self.grant.expires_at),
+                    "expires_in": max(0, int(left)),
+                }
+            )

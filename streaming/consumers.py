@@ -12,7 +12,7 @@ from channels.exceptions import StopConsumer
 
 from streaming import access, audit, limits
 from streaming import protocol as p
-from streaming.auth import AuthError, Grant, verify_token
+from streaming.auth import AuthError, Grant, cached_grant, verify_token
 from streaming.conf import streaming_settings
 from streaming.connection import Connection, iso
 from streaming.handshake import Handshake, HandshakeError
@@ -23,7 +23,6 @@ from streaming.writer import make_writer
 logger = logging.getLogger(__name__)
 
 #: The standard close code daphne (autobahn) sends above --websocket-max-message-size.
-CLOSE_MESSAGE_TOO_BIG = 1009
 
 
 class StreamConsumer(AsyncConsumer):
@@ -51,12 +50,18 @@ class StreamConsumer(AsyncConsumer):
         except HandshakeError as refused:
             logger.info("Refused websocket handshake: %s", refused)
             client = self.scope.get("client") or ("", 0)
-            audit.record(audit.Kind.DENIED, remote=str(client[0]), origin=refused.origin,
-                         detail="Origin not allowed.")
+            audit.record(
+                audit.Kind.DENIED, remote=str(client[0]), origin=refused.origin, detail="Origin not allowed."
+            )
             await self.send({"type": "websocket.close"})  # before accept: HTTP 403
             return
-        self.conn = conn = Connection(make_writer(self.base_send, self._overflow), self._closed,
-                                      shake.remote, shake.origin, shake.user_agent)
+        self.conn = conn = Connection(
+            make_writer(self.base_send, self._overflow),
+            self._closed,
+            shake.remote,
+            shake.origin,
+            shake.user_agent,
+        )
         await self.send({"type": "websocket.accept", "subprotocol": shake.subprotocol})
         limits.adopt_server_frame_limit(conn.writer)
         if self.worker.draining:
@@ -90,15 +95,21 @@ class StreamConsumer(AsyncConsumer):
         """Close for an authentication or authorisation failure, and audit it."""
         assert self.conn is not None
         kind = audit.Kind.AUTH_FAILED if code == p.CLOSE_UNAUTHENTICATED else audit.Kind.DENIED
-        audit.record(kind, conn=self.conn, close_code=code, detail=reason,
-                     user_id=refused.user_id if refused else None,
-                     application_id=refused.application_id if refused else None)
+        audit.record(
+            kind,
+            conn=self.conn,
+            close_code=code,
+            detail=reason,
+            user_id=refused.user_id if refused else None,
+            application_id=refused.application_id if refused else None,
+        )
         self.conn.close(code, reason)
 
     async def _verify(self, token: str) -> Grant | None:
         assert self.conn is not None
         try:
-            return await database_sync_to_async(verify_token)(token)
+            # A cached grant needs no thread hop: connect storms with one token stay on the loop.
+            return cached_grant(token) or await database_sync_to_async(verify_token)(token)
         except AuthError as refused:
             self._refuse(refused.code, refused.reason, refused)
             return None
@@ -121,7 +132,8 @@ class StreamConsumer(AsyncConsumer):
         self.worker.add(conn)
         audit.record(audit.Kind.CONNECT, conn=conn)
         reply: dict[str, Any] = {
-            "type": p.WELCOME, "session": conn.session_id,
+            "type": p.WELCOME,
+            "session": conn.session_id,
             "heartbeat": streaming_settings.HEARTBEAT_INTERVAL,
             "services": access.allowed_services(grant.principal),
             "expires_at": iso(grant.expires_at),
@@ -231,12 +243,22 @@ class StreamConsumer(AsyncConsumer):
         conn.subscriptions[key] = None
         since = msg.since
         replay, recovered = await self.worker.hub.subscribe(
-            conn, key, since.epoch if since else None, since.seq if since else 0)
+            conn, key, since.epoch if since else None, since.seq if since else 0
+        )
         if conn.closing or key not in conn.subscriptions:
             await self.worker.hub.unsubscribe(conn, key)
             return
-        self._reply({"type": p.SUBSCRIBED, "service": key[0], "topic": key[1], "epoch": replay.epoch,
-                     "seq": replay.seq, "recovered": recovered}, msg)
+        self._reply(
+            {
+                "type": p.SUBSCRIBED,
+                "service": key[0],
+                "topic": key[1],
+                "epoch": replay.epoch,
+                "seq": replay.seq,
+                "recovered": recovered,
+            },
+            msg,
+        )
         self.worker.hub.finish_join(conn, key, replay)
 
     async def on_unsubscribe(self, msg: ClientMessage) -> None:
@@ -278,16 +300,24 @@ class StreamConsumer(AsyncConsumer):
         grant = await self._verify(token)
         if grant is None:
             return
-        if conn.owner != (grant.principal.user_id,
-                          None if grant.principal.user_id is not None else grant.principal.application_id):
+        if conn.owner != (
+            grant.principal.user_id,
+            None if grant.principal.user_id is not None else grant.principal.application_id,
+        ):
             raise ProtocolError(p.FORBIDDEN, "The new token belongs to someone else.", msg_id)
         conn.grant = grant
         conn.warned = False
         limits.apply(conn)
         self.worker.watch_expiry(conn)
         await drop_disallowed(self.worker, conn)
-        self._reply({"type": p.AUTHENTICATED, "expires_at": iso(grant.expires_at),
-                     "services": access.allowed_services(grant.principal)}, ClientMessage(p.AUTH, msg_id))
+        self._reply(
+            {
+                "type": p.AUTHENTICATED,
+                "expires_at": iso(grant.expires_at),
+                "services": access.allowed_services(grant.principal),
+            },
+            ClientMessage(p.AUTH, msg_id),
+        )
 
     def _reply(self, reply: dict[str, Any], msg: ClientMessage) -> None:
         assert self.conn is not None
@@ -299,8 +329,12 @@ class StreamConsumer(AsyncConsumer):
 
     def _overflow(self) -> None:
         if self.conn is not None:
-            audit.record(audit.Kind.LIMIT, conn=self.conn, close_code=p.CLOSE_OVERLOADED,
-                         detail="Slow consumer: outbound buffer full.")
+            audit.record(
+                audit.Kind.LIMIT,
+                conn=self.conn,
+                close_code=p.CLOSE_OVERLOADED,
+                detail="Slow consumer: outbound buffer full.",
+            )
             limits.slow_reader_grace(self.conn.writer)
             self.conn.overflow()
 
@@ -315,9 +349,13 @@ class StreamConsumer(AsyncConsumer):
         conn = self.conn
         if conn is not None:
             self._pending(False)
-            if message.get("code") == CLOSE_MESSAGE_TOO_BIG:  # daphne's own frame limit
-                audit.record(audit.Kind.LIMIT, conn=conn, close_code=CLOSE_MESSAGE_TOO_BIG,
-                             detail="Message too big for the server.")
+            if message.get("code") == p.CLOSE_SERVER_TOO_BIG:  # daphne's own frame limit
+                audit.record(
+                    audit.Kind.LIMIT,
+                    conn=conn,
+                    close_code=p.CLOSE_SERVER_TOO_BIG,
+                    detail="Message too big for the server.",
+                )
             conn.closing = True
             self.worker.remove(conn)
             if conn.grant is not None:

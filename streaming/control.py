@@ -73,9 +73,11 @@ def close_matching(worker: Worker, fields: dict[str, Any]) -> None:
         grant = conn.grant
         if grant is None:
             continue
-        if ((checksum and grant.checksum == checksum)
-                or (user_id is not None and grant.principal.user_id == user_id)
-                or conn.session_id in sessions):
+        if (
+            (checksum and grant.checksum == checksum)
+            or (user_id is not None and grant.principal.user_id == user_id)
+            or conn.session_id in sessions
+        ):
             conn.close(int(fields.get("code", p.CLOSE_FORBIDDEN)), str(fields.get("reason", "Closed.")))
 
 
@@ -106,8 +108,12 @@ async def recheck(worker: Worker, fields: dict[str, Any]) -> None:
         try:
             conn.grant = await database_sync_to_async(auth.reverify)(grant)
         except auth.AuthError as refused:
-            audit.record(audit.Kind.DENIED if refused.code == p.CLOSE_FORBIDDEN else audit.Kind.AUTH_FAILED,
-                         conn=conn, close_code=refused.code, detail=refused.reason)
+            audit.record(
+                audit.Kind.DENIED if refused.code == p.CLOSE_FORBIDDEN else audit.Kind.AUTH_FAILED,
+                conn=conn,
+                close_code=refused.code,
+                detail=refused.reason,
+            )
             conn.close(refused.code, refused.reason)
             continue
         limits.apply(conn)
@@ -135,7 +141,8 @@ async def load_disabled_services() -> None:
     from streaming.models import ServiceConfig
 
     names = await database_sync_to_async(
-        lambda: set(ServiceConfig.objects.filter(enabled=False).values_list("name", flat=True)))()
+        lambda: set(ServiceConfig.objects.filter(enabled=False).values_list("name", flat=True))
+    )()
     access.disabled_services.clear()
     access.disabled_services.update(names)
 

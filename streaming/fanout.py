@@ -72,8 +72,9 @@ class Hub:
 
     # Subscribing -----------------------------------------------------------------------------
 
-    async def subscribe(self, sub: Subscriber, key: StreamKey, since_epoch: str | None,
-                        since_seq: int) -> tuple[Replay, bool]:
+    async def subscribe(
+        self, sub: Subscriber, key: StreamKey, since_epoch: str | None, since_seq: int
+    ) -> tuple[Replay, bool]:
         """Join `key`; returns the replay answered to the client and whether it was recovered.
 
         The caller sends `subscribed` and then calls `finish_join`, without awaiting in between.
@@ -95,7 +96,7 @@ class Hub:
             return
         buffered = stream.joining.pop(sub)
         last = replay.seq
-        for seq, payload in replay.frames or ():
+        for _, payload in replay.frames or ():
             sub.deliver(payload, ws_text_frame(payload))
         for seq, payload in buffered:
             if seq > last:
@@ -205,11 +206,17 @@ class Hub:
         stream.subscribers.update(dict.fromkeys(stream.ahead))
         stream.ahead.clear()
         service, topic = stream.key
-        notice = {"type": SUBSCRIBED, "service": service, "topic": topic, "epoch": epoch, "seq": seq,
-                  "recovered": False}
+        notice = {
+            "type": SUBSCRIBED,
+            "service": service,
+            "topic": topic,
+            "epoch": epoch,
+            "seq": seq,
+            "recovered": False,
+        }
         for sub in list(stream.subscribers):
             sub.send_message(notice)
-        for sub, buffered in stream.joining.items():
+        for buffered in stream.joining.values():
             buffered.clear()
         logger.warning("Stream %s/%s continues in a new epoch %s at seq %d", service, topic, epoch, seq)
         if self.on_reset:

@@ -39,7 +39,7 @@ class Handshake:
             raise HandshakeError(f"origin {origin[:80]!r} is not allowed", origin)
         offered: list[str] = list(scope.get("subprotocols") or [])
         subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
-        tokens = [item[len(BEARER_PREFIX):] for item in offered if item.startswith(BEARER_PREFIX)]
+        tokens = [item[len(BEARER_PREFIX) :] for item in offered if item.startswith(BEARER_PREFIX)]
         scheme, _, credentials = headers.get(b"authorization", b"").decode("latin1").partition(" ")
         if scheme.lower() == "bearer":
             tokens.append(credentials.strip())
@@ -55,6 +55,11 @@ class Handshake:
         elif error is None and len(tokens) > 1:
             error = "More than one token offered."
         client = scope.get("client") or ("", 0)
-        return cls(origin=origin, subprotocol=subprotocol, token=tokens[0] if len(tokens) == 1 else None,
-                   error=error, remote=str(client[0]),
-                   user_agent=headers.get(b"user-agent", b"").decode("latin1")[:200])
+        return cls(
+            origin=origin,
+            subprotocol=subprotocol,
+            token=tokens[0] if len(tokens) == 1 else None,
+            error=error,
+            remote=str(client[0]),
+            user_agent=headers.get(b"user-agent", b"").decode("latin1")[:200],
+        )

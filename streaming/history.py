@@ -50,8 +50,9 @@ def build_frame(head: str, epoch: str, seq: int, data_json: str) -> str:
     return f'{head}"{epoch}","seq":{seq},"data":{data_json}}}'
 
 
-def replay_from(epoch: str, head_seq: int, since_epoch: str, since_seq: int,
-                frames: list[tuple[int, str]]) -> Replay:
+def replay_from(
+    epoch: str, head_seq: int, since_epoch: str, since_seq: int, frames: list[tuple[int, str]]
+) -> Replay:
     """Decide whether `frames` (the stored events after since_seq) cover the gap exactly."""
     if since_epoch != epoch or since_seq > head_seq:
         return Replay(epoch, head_seq, None)

@@ -65,8 +65,12 @@ async def handle_publish(service: str, authorization: str, raw: bytes) -> Reply:
         return problem(413 if exc.code == "too_large" else 400, exc.code, exc.message)
     except ValueError as exc:
         return problem(400, "bad_request", f"Data cannot be encoded as JSON: {exc}.")
-    return 202, {"service": published.service, "topic": published.topic,
-                 "epoch": published.epoch, "seq": published.seq}
+    return 202, {
+        "service": published.service,
+        "topic": published.topic,
+        "epoch": published.epoch,
+        "seq": published.seq,
+    }
 
 
 class PublishConsumer(AsyncHttpConsumer):
@@ -88,5 +92,6 @@ class PublishConsumer(AsyncHttpConsumer):
             authorization = dict(self.scope["headers"]).get(b"authorization", b"").decode("latin1")
             service = self.scope["url_route"]["kwargs"]["service"]
             status, reply = await handle_publish(service, authorization, body)
-        await self.send_response(status, json.dumps(reply).encode(),
-                                 headers=[(b"Content-Type", b"application/json"), *headers])
+        await self.send_response(
+            status, json.dumps(reply).encode(), headers=[(b"Content-Type", b"application/json"), *headers]
+        )

@@ -59,11 +59,13 @@ class StreamSession(models.Model):
     """One websocket session; open while closed_at is null."""
 
     session_id = models.CharField(max_length=40, unique=True)
-    worker = models.ForeignKey(WorkerProcess, null=True, blank=True, on_delete=models.SET_NULL,
-                               related_name="sessions")
+    worker = models.ForeignKey(
+        WorkerProcess, null=True, blank=True, on_delete=models.SET_NULL, related_name="sessions"
+    )
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    application = models.ForeignKey("oauth2_provider.Application", null=True, blank=True,
-                                    on_delete=models.SET_NULL)
+    application = models.ForeignKey(
+        "oauth2_provider.Application", null=True, blank=True, on_delete=models.SET_NULL
+    )
     remote_addr = models.CharField(max_length=64, blank=True)
     user_agent = models.CharField(max_length=200, blank=True)
     origin = models.CharField(max_length=200, blank=True)
@@ -118,8 +120,9 @@ class AuditEntry(models.Model):
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     kind = models.CharField(max_length=20, choices=Kind.choices, db_index=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    application = models.ForeignKey("oauth2_provider.Application", null=True, blank=True,
-                                    on_delete=models.SET_NULL)
+    application = models.ForeignKey(
+        "oauth2_provider.Application", null=True, blank=True, on_delete=models.SET_NULL
+    )
     session_id = models.CharField(max_length=40, blank=True)
     remote_addr = models.CharField(max_length=64, blank=True)
     origin = models.CharField(max_length=200, blank=True)

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 import psutil
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from streaming.cleanup import workers_sweep
 from streaming.conf import streaming_settings
+from streaming.db import background_transaction
 from streaming.models import LoadSample, StreamSession, WorkerProcess
 from streaming.worker import Worker, on_start
 
@@ -294,12 +295,7 @@ def write(batch: Batch) -> float:
     """Write one heartbeat in one transaction; returns the CPU seconds this thread spent."""
     started = time.thread_time()
     stats = batch.worker
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            # Yield to anything holding these tables (a migration, a TRUNCATE) instead of deadlocking
-            # with it; the next heartbeat writes everything again.
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL lock_timeout = '500ms'")
+    with background_transaction():
         worker, _ = WorkerProcess.objects.update_or_create(
             worker_id=stats["worker_id"], defaults={k: v for k, v in stats.items() if k != "worker_id"}
         )

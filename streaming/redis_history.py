@@ -94,8 +94,15 @@ class RedisHistory:
     def _append_args(self, key: StreamKey, data_json: str, announce: bool) -> list[Any]:
         from streaming.conf import streaming_settings as s
 
-        return [frame_head(*key), data_json, new_epoch(), s.HISTORY_MAX_EVENTS,
-                int(s.HISTORY_MIN_SECONDS * 1000), s.HISTORY_HARD_MAX_EVENTS, "1" if announce else "0"]
+        return [
+            frame_head(*key),
+            data_json,
+            new_epoch(),
+            s.HISTORY_MAX_EVENTS,
+            int(s.HISTORY_MIN_SECONDS * 1000),
+            s.HISTORY_HARD_MAX_EVENTS,
+            "1" if announce else "0",
+        ]
 
     @property
     def sync_client(self) -> redis.Redis:
@@ -104,20 +111,24 @@ class RedisHistory:
         return self._sync
 
     def append(self, key: StreamKey, data_json: str, *, announce: bool = True) -> Appended:
-        result = self.sync_client.eval(APPEND_SCRIPT, 3, *self.keys(key),
-                                       *self._append_args(key, data_json, announce))
+        result = self.sync_client.eval(
+            APPEND_SCRIPT, 3, *self.keys(key), *self._append_args(key, data_json, announce)
+        )
         return Appended(_text(result[0]), int(result[1]), _text(result[2]))
 
     async def aappend(self, client: aioredis.Redis, key: StreamKey, data_json: str) -> Appended:
-        result = await client.eval(APPEND_SCRIPT, 3, *self.keys(key),
-                                   *self._append_args(key, data_json, True))
+        result = await client.eval(
+            APPEND_SCRIPT, 3, *self.keys(key), *self._append_args(key, data_json, True)
+        )
         return Appended(_text(result[0]), int(result[1]), _text(result[2]))
 
-    async def replay(self, client: aioredis.Redis, key: StreamKey, since_epoch: str | None,
-                     since_seq: int) -> Replay:
+    async def replay(
+        self, client: aioredis.Redis, key: StreamKey, since_epoch: str | None, since_seq: int
+    ) -> Replay:
         meta, hist, _ = self.keys(key)
-        epoch, seq, flat = await client.eval(REPLAY_SCRIPT, 2, meta, hist, new_epoch(),
-                                             since_epoch or "", since_seq)
+        epoch, seq, flat = await client.eval(
+            REPLAY_SCRIPT, 2, meta, hist, new_epoch(), since_epoch or "", since_seq
+        )
         epoch, seq = _text(epoch), int(seq)
         if since_epoch is None:
             return Replay(epoch, seq, None)

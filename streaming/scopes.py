@@ -21,8 +21,12 @@ class ServiceScopes(BaseScopes):
     def get_all_scopes(self) -> dict[str, str]:
         return service_scopes()
 
-    def get_available_scopes(self, application: Any = None, request: Any = None, *args: Any, **kwargs: Any) -> list[str]:
+    def get_available_scopes(
+        self, application: Any = None, request: Any = None, *args: Any, **kwargs: Any
+    ) -> list[str]:
         return list(service_scopes())
 
-    def get_default_scopes(self, application: Any = None, request: Any = None, *args: Any, **kwargs: Any) -> list[str]:
+    def get_default_scopes(
+        self, application: Any = None, request: Any = None, *args: Any, **kwargs: Any
+    ) -> list[str]:
         return [name for name in service_scopes() if name.startswith("stream:")]

@@ -24,8 +24,11 @@ def token_revoked(sender: Any, instance: Any, **kwargs: Any) -> None:
     if instance.expires is not None and instance.expires <= timezone.now():
         return  # expired (e.g. cleartokens): its sockets were closed at expiry; no broadcast per row
     checksum = instance.token_checksum
-    transaction.on_commit(lambda: control.broadcast(
-        "close", checksum=checksum, code=CLOSE_UNAUTHENTICATED, reason="Token revoked."))
+    transaction.on_commit(
+        lambda: control.broadcast(
+            "close", checksum=checksum, code=CLOSE_UNAUTHENTICATED, reason="Token revoked."
+        )
+    )
 
 
 @receiver(post_save, sender=get_user_model(), dispatch_uid="streaming.user_saved")

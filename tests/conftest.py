@@ -43,6 +43,27 @@ def database_url_for_subprocess() -> str:
     return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
+REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def server_env(redis_prefix, settings) -> dict[str, str]:  # noqa: F811
+    """Environment for real workers that share Redis (history, channel layer) and the test database
+    with this test process, under the test's Redis prefix."""
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{redis_prefix}:layer:"},
+        }
+    }
+    settings.STREAMING = {**settings.STREAMING, "REDIS_URL": REDIS_URL}
+    return {
+        "DATABASE_URL": database_url_for_subprocess(),
+        "REDIS_URL": REDIS_URL,
+        "STREAMING_REDIS_PREFIX": redis_prefix,
+    }
+
+
 @pytest.fixture
 def daphne_factory(tmp_path) -> Iterator:
     """Start real daphne workers; all are stopped at the end of the test."""

@@ -47,9 +47,22 @@ class DaphneProcess(Listening):
     def start(self, timeout: float = 20.0) -> DaphneProcess:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [DAPHNE, "-b", "127.0.0.1", "-p", str(self.port), "--websocket_timeout", "-1",
-             "--websocket-max-message-size", "65536", "widgetapp.asgi:application"],
-            cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+            [
+                DAPHNE,
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "--websocket_timeout",
+                "-1",
+                "--websocket-max-message-size",
+                "65536",
+                "widgetapp.asgi:application",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -92,19 +105,38 @@ class ServedCluster(Listening):
         self.proc: subprocess.Popen[bytes] | None = None
 
     def _make_args(self, target: str) -> list[str]:
-        return ["make", "-s", target, f"PORT={self.port}", f"RUN_DIR={self.run_dir}",
-                f"WORKERS={self.workers}"]
+        return [
+            "make",
+            "-s",
+            target,
+            f"PORT={self.port}",
+            f"RUN_DIR={self.run_dir}",
+            f"WORKERS={self.workers}",
+        ]
 
     def make(self, target: str, timeout: float = 120.0) -> None:
         with open(self.run_dir / f"make-{target}.log", "ab") as out:
-            subprocess.run(self._make_args(target), cwd=ROOT, env=self.env, stdout=out,
-                           stderr=subprocess.STDOUT, check=True, timeout=timeout)
+            subprocess.run(
+                self._make_args(target),
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=True,
+                timeout=timeout,
+            )
 
     def start(self, timeout: float = 60.0) -> ServedCluster:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         out = open(self.run_dir / "make-serve.log", "ab")
-        self.proc = subprocess.Popen(self._make_args("serve"), cwd=ROOT, env=self.env, stdout=out,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self._make_args("serve"),
+            cwd=ROOT,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -122,8 +154,12 @@ class ServedCluster(Listening):
             return False
 
     def ctl(self, *args: str) -> str:
-        command = [str(Path(sys.executable).with_name("supervisorctl")), "-c",
-                   str(ROOT / "deploy" / "supervisord.conf"), *args]
+        command = [
+            str(Path(sys.executable).with_name("supervisorctl")),
+            "-c",
+            str(ROOT / "deploy" / "supervisord.conf"),
+            *args,
+        ]
         env = {**self.env, "RUN_DIR": str(self.run_dir)}
         result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, timeout=30)
         return result.stdout.decode()
@@ -166,9 +202,21 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.data_dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.data_dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

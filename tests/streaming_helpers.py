@@ -14,8 +14,13 @@ from accounts.services import access_token_issue, group_approve
 ALL_SCOPES = "stream:widgets stream:notifications stream:load publish:widgets publish:notifications"
 
 
-def make_user(username: str, *, staff: bool = False, services: tuple[str, ...] = ("widgets", "notifications"),
-              publish: tuple[str, ...] = ("widgets",)) -> User:
+def make_user(
+    username: str,
+    *,
+    staff: bool = False,
+    services: tuple[str, ...] = ("widgets", "notifications"),
+    publish: tuple[str, ...] = ("widgets",),
+) -> User:
     group, _ = Group.objects.get_or_create(name=f"g-{username}")
     group_approve(group=group, services=services, publish_services=publish)
     user = User.objects.create_user(username, password="pw-not-used-123", is_staff=staff)
@@ -23,12 +28,19 @@ def make_user(username: str, *, staff: bool = False, services: tuple[str, ...] =
     return user
 
 
-def token_for(user: User, scopes: str = "stream:widgets stream:notifications", expires: int | None = None) -> str:
+def token_for(
+    user: User, scopes: str = "stream:widgets stream:notifications", expires: int | None = None
+) -> str:
     return access_token_issue(user=user, scopes=scopes.split(), expires_seconds=expires)
 
 
-def communicator(token: str | None = None, *, headers: list[tuple[bytes, bytes]] | None = None,
-                 subprotocols: list[str] | None = None, path: str = "/ws/stream/") -> WebsocketCommunicator:
+def communicator(
+    token: str | None = None,
+    *,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    subprotocols: list[str] | None = None,
+    path: str = "/ws/stream/",
+) -> WebsocketCommunicator:
     from widgetapp.asgi import application
 
     protocols = list(subprotocols or ["widgetapp.v1"])

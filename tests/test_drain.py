@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import time
 from typing import Any
@@ -16,30 +15,17 @@ from websockets.exceptions import ConnectionClosed
 from streaming import control
 from streaming.drain import spread
 from streaming.worker import get_worker
-from tests.conftest import database_url_for_subprocess
 from tests.streaming_helpers import communicator, expect_close, make_user, open_session, recv, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 DRAIN_SECONDS = 2.0
 
 
 @pytest.fixture
-def server_env(redis_prefix, settings) -> dict[str, str]:
-    """Workers sharing one Redis (history and control bus) under this test's prefix."""
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{redis_prefix}:layer:"},
-        }
-    }
-    return {
-        "DATABASE_URL": database_url_for_subprocess(),
-        "REDIS_URL": REDIS_URL,
-        "STREAMING_REDIS_PREFIX": redis_prefix,
-        "STREAMING_DRAIN_SECONDS": str(DRAIN_SECONDS),
-    }
+def server_env(server_env: dict[str, str]) -> dict[str, str]:
+    """The shared worker environment with a short drain window."""
+    return {**server_env, "STREAMING_DRAIN_SECONDS": str(DRAIN_SECONDS)}
 
 
 @pytest.fixture

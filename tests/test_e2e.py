@@ -18,11 +18,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def server(daphne_factory, redis_prefix):
-    return daphne_factory({
-        "DATABASE_URL": database_url_for_subprocess(),
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
-        "STREAMING_REDIS_PREFIX": redis_prefix,
-    })
+    return daphne_factory(
+        {
+            "DATABASE_URL": database_url_for_subprocess(),
+            "REDIS_URL": "redis://127.0.0.1:6379/0",
+            "STREAMING_REDIS_PREFIX": redis_prefix,
+        }
+    )
 
 
 @pytest.fixture
@@ -41,8 +43,11 @@ async def request_json(ws, message: dict) -> dict:
 
 def http_publish(server, token: str, service: str, body: dict) -> tuple[int, dict]:
     req = urllib.request.Request(
-        f"{server.url}/api/streams/{service}/events", data=json.dumps(body).encode(), method="POST",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        f"{server.url}/api/streams/{service}/events",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
             return resp.status, json.loads(resp.read())
@@ -55,7 +60,9 @@ async def test_three_auth_methods_get_welcome(server, alice):
     async with websockets.connect(server.ws_url, subprotocols=["widgetapp.v1", f"bearer.{token}"]) as ws:
         assert ws.subprotocol == "widgetapp.v1"
         assert (await recv(ws))["type"] == "welcome"
-    async with websockets.connect(server.ws_url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+    async with websockets.connect(
+        server.ws_url, additional_headers={"Authorization": f"Bearer {token}"}
+    ) as ws:
         assert (await recv(ws))["type"] == "welcome"
     async with websockets.connect(server.ws_url, subprotocols=["widgetapp.v1"]) as ws:
         welcome = await request_json(ws, {"type": "auth", "token": token, "id": "a"})
@@ -139,14 +146,19 @@ async def test_resume_after_disconnect_against_real_server(server, alice, redis_
 
 async def test_http_publish_rejects_get_and_bad_bodies(server, alice):
     writer = await sync_to_async(token_for)(alice, "stream:widgets publish:widgets")
-    req = urllib.request.Request(f"{server.url}/api/streams/widgets/events",
-                                 headers={"Authorization": f"Bearer {writer}"})
+    req = urllib.request.Request(
+        f"{server.url}/api/streams/widgets/events", headers={"Authorization": f"Bearer {writer}"}
+    )
     with pytest.raises(urllib.error.HTTPError) as err:
         await asyncio.to_thread(urllib.request.urlopen, req, None, 5)
     assert err.value.code == 405 and json.loads(err.value.read())["error"] == "method_not_allowed"
     for body in (b"not json", b"[1]", b'{"data": 1, "extra": 2}', b'{"topic": 5, "data": 1}'):
-        req = urllib.request.Request(f"{server.url}/api/streams/widgets/events", data=body, method="POST",
-                                     headers={"Authorization": f"Bearer {writer}"})
+        req = urllib.request.Request(
+            f"{server.url}/api/streams/widgets/events",
+            data=body,
+            method="POST",
+            headers={"Authorization": f"Bearer {writer}"},
+        )
         with pytest.raises(urllib.error.HTTPError) as err:
             await asyncio.to_thread(urllib.request.urlopen, req, None, 5)
         assert err.value.code == 400 and json.loads(err.value.read())["error"] == "bad_request"

@@ -24,30 +24,13 @@ from accounts.models import User
 from accounts.services import access_token_issue, group_approve, group_revoke
 from streaming import control
 from streaming.models import AuditEntry, LimitOverride
-from tests.conftest import database_url_for_subprocess
+from tests.conftest import REDIS_URL as REDIS
 from tests.streaming_helpers import make_user, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-REDIS = "redis://127.0.0.1:6379/0"
+
 CLOSE_WAIT = 3.0
-
-
-@pytest.fixture
-def server_env(redis_prefix, settings) -> dict[str, str]:
-    """Servers and this test process share Redis (history, channel layer) under one prefix."""
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS], "prefix": f"{redis_prefix}:layer:"},
-        }
-    }
-    settings.STREAMING = {**settings.STREAMING, "REDIS_URL": REDIS}
-    return {
-        "DATABASE_URL": database_url_for_subprocess(),
-        "REDIS_URL": REDIS,
-        "STREAMING_REDIS_PREFIX": redis_prefix,
-    }
 
 
 @pytest.fixture

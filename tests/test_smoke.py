@@ -14,7 +14,9 @@ def test_embedded_default_serves_page_and_websocket(tmp_path, daphne_factory):
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "REDIS_URL": ""}
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
-        cwd=ROOT, env={**__import__("os").environ, "DJANGO_DEBUG": "1", **env}, check=True,
+        cwd=ROOT,
+        env={**__import__("os").environ, "DJANGO_DEBUG": "1", **env},
+        check=True,
     )
     server = daphne_factory(env)
     with urllib.request.urlopen(server.url + "/", timeout=5) as resp:

@@ -242,3 +242,29 @@ async def test_revoked_token_closes_but_refresh_rotation_does_not(store, alice, 
     swapped = await recv(comm_rotated)
     assert swapped["type"] == "authenticated" and swapped["id"] == "swap"
     await comm_rotated.disconnect()
+
+
+async def test_group_change_after_refresh_rotation_narrows_instead_of_closing(store, alice, worker_cleanup):
+    from django.contrib.auth.models import Group
+    from oauth2_provider.models import AccessToken
+
+    from accounts.services import group_approve
+    from accounts.signals import token_rotation
+    from streaming.auth import token_checksum
+
+    token = await sync_to_async(token_for)(alice)
+    comm, _ = await open_session(token)
+    await _subscribe(comm, "widgets")
+    await _subscribe(comm, "notifications")
+
+    def rotate_then_drop_notifications() -> None:
+        with token_rotation():
+            AccessToken.objects.get(token_checksum=token_checksum(token)).delete()
+        group_approve(group=Group.objects.get(name="g-alice"), services=["widgets"])
+
+    await sync_to_async(rotate_then_drop_notifications)()
+    ended = await recv(comm)
+    assert (ended["type"], ended["code"], ended["service"]) == ("error", "forbidden", "notifications")
+    await apublish("widgets", {"still": True})
+    assert (await recv(comm))["data"] == {"still": True}
+    await comm.disconnect()

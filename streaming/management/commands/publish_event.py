@@ -28,5 +28,6 @@ class Command(BaseCommand):
             published = publish(service, payload, topic=topic)
         except ProtocolError as exc:
             raise CommandError(exc.message) from None
-        self.stdout.write(f"published {published.service}/{published.topic} "
-                          f"epoch={published.epoch} seq={published.seq}")
+        self.stdout.write(
+            f"published {published.service}/{published.topic} epoch={published.epoch} seq={published.seq}"
+        )
