@@ -22,8 +22,6 @@ from streaming.writer import make_writer
 
 logger = logging.getLogger(__name__)
 
-#: The standard close code daphne (autobahn) sends above --websocket-max-message-size.
-
 
 class StreamConsumer(AsyncConsumer):
     """One per websocket. Fan-out does not pass through here: the hub writes to the connection."""
