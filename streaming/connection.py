@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -23,6 +24,8 @@ from streaming.protocol import (
 from streaming.services import Principal
 from streaming.writer import Writer
 
+PING_FRAME = encode({"type": PING}).encode()
+
 
 def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
@@ -32,6 +35,7 @@ class Connection:
     """Created at handshake; authenticated once a grant is set."""
 
     __slots__ = (
+        "timers",
         "session_id",
         "writer",
         "grant",
@@ -39,7 +43,6 @@ class Connection:
         "bucket",
         "invalid_strikes",
         "limits",
-        "warned",
         "closing",
         "on_close",
         "messages_in",
@@ -65,7 +68,7 @@ class Connection:
         self.invalid_strikes = 0
         #: This connection's limits with live overrides applied (streaming.limits.apply).
         self.limits: dict[str, float] = {}
-        self.warned = False
+        self.timers: tuple[asyncio.TimerHandle, ...] = ()
         self.closing = False
         self.on_close = on_close
         self.messages_in = 0
@@ -120,22 +123,29 @@ class Connection:
     # Periodic -------------------------------------------------------------------------------
 
     def heartbeat(self) -> None:
+        """Server ping; not counted as session traffic, so idle sessions cost no recording."""
         if self.grant is not None and not self.closing:
-            self.send_message({"type": PING})
+            self.writer.write_uncounted(PING_FRAME)
 
-    def expire(self) -> None:
-        self.close(CLOSE_UNAUTHENTICATED, "Token expired.")
+    def expire(self, grant: Grant) -> None:
+        """Timer: close with 4401 if `grant` is still this connection's (not refreshed meanwhile)."""
+        if self._holds(grant) and not self.closing:
+            self.close(CLOSE_UNAUTHENTICATED, "Token expired.")
 
-    def maybe_warn_expiry(self, now: float, ahead: float) -> None:
-        if self.warned or self.grant is None or self.closing:
+    def warn_expiry(self, grant: Grant) -> None:
+        """Timer: tell the client to refresh `grant` before it expires."""
+        if not self._holds(grant) or self.closing:
             return
-        left = self.grant.expires_at.timestamp() - now
-        if left <= ahead:
-            self.warned = True
-            self.send_message(
-                {
-                    "type": TOKEN_EXPIRING,
-                    "expires_at": iso(self.grant.expires_at),
-                    "expires_in": max(0, int(left)),
-                }
-            )
+        left = grant.expires_at.timestamp() - time.time()
+        self.send_message(
+            {"type": TOKEN_EXPIRING, "expires_at": iso(grant.expires_at), "expires_in": max(0, int(left))}
+        )
+
+    def _holds(self, grant: Grant) -> bool:
+        """Still on this token (a recheck may have replaced the Grant object, not the token)."""
+        return self.grant is not None and self.grant.checksum == grant.checksum
+
+    def cancel_timers(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        self.timers = ()

@@ -304,7 +304,6 @@ class StreamConsumer(AsyncConsumer):
         ):
             raise ProtocolError(p.FORBIDDEN, "The new token belongs to someone else.", msg_id)
         conn.grant = grant
-        conn.warned = False
         limits.apply(conn)
         self.worker.watch_expiry(conn)
         await drop_disallowed(self.worker, conn)

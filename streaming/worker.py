@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import os
 import socket
@@ -55,7 +54,6 @@ class Worker:
         self.pending_auth = 0
         self.messages_in = 0
         self.loop_lag = 0.0
-        self._expiries: list[tuple[float, int, str]] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self.duties: list[Callable[[Worker], Any]] = []
         self._tasks.append(loop.create_task(self._tick()))
@@ -79,13 +77,20 @@ class Worker:
 
     def remove(self, conn: Connection) -> None:
         self.connections.pop(conn.session_id, None)
+        conn.cancel_timers()
 
     def watch_expiry(self, conn: Connection) -> None:
-        if conn.grant is not None:
-            when = conn.grant.expires_at.timestamp()
-            heapq.heappush(self._expiries, (when, id(conn), conn.session_id))
-            # A timer as well as the tick, so the close comes within milliseconds of the expiry.
-            self.loop.call_later(max(0.0, when - time.time()) + 0.01, lambda: self._expire(time.time()))
+        """Timers for this grant: `token_expiring` ahead of the expiry, and the 4401 close at it."""
+        grant = conn.grant
+        if grant is None:
+            return
+        conn.cancel_timers()
+        left = grant.expires_at.timestamp() - time.time()
+        ahead = streaming_settings.TOKEN_EXPIRY_WARNING
+        conn.timers = (
+            self.loop.call_later(max(0.0, left - ahead), conn.warn_expiry, grant),
+            self.loop.call_later(max(0.0, left) + 0.01, conn.expire, grant),
+        )
 
     def matching(self, predicate: Callable[[Connection], bool]) -> list[Connection]:
         return [conn for conn in self.connections.values() if predicate(conn)]
@@ -96,16 +101,13 @@ class Worker:
     # Periodic duties -------------------------------------------------------------------------
 
     async def _tick(self) -> None:
-        """Once a second: expire tokens, warn before expiry, heartbeat, and any registered duty."""
+        """Once a second: measure loop lag, send heartbeats when due, run the registered duties."""
         last_ping = time.monotonic()
         while True:
             before = time.monotonic()
             await asyncio.sleep(1.0)
             self.loop_lag = max(0.0, time.monotonic() - before - 1.0)
-            now = time.time()
             try:
-                self._expire(now)
-                self._warn(now)
                 if time.monotonic() - last_ping >= streaming_settings.HEARTBEAT_INTERVAL:
                     last_ping = time.monotonic()
                     for conn in list(self.connections.values()):
@@ -116,18 +118,6 @@ class Worker:
                         await result
             except Exception:
                 logger.exception("Worker tick failed")
-
-    def _expire(self, now: float) -> None:
-        while self._expiries and self._expiries[0][0] <= now:
-            when, _, session_id = heapq.heappop(self._expiries)
-            conn = self.connections.get(session_id)
-            if conn is not None and conn.grant is not None and conn.grant.expires_at.timestamp() <= now:
-                conn.expire()
-
-    def _warn(self, now: float) -> None:
-        ahead = streaming_settings.TOKEN_EXPIRY_WARNING
-        for conn in self.connections.values():
-            conn.maybe_warn_expiry(now, ahead)
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -46,9 +46,16 @@ class Writer:
             self.on_overflow()
 
     def write(self, payload: bytes, frame: bytes | None = None) -> None:
-        """Queue one message, unless the client was cut off for not reading."""
+        """Send one message (counted as session traffic), unless the client was cut off."""
         if not self.overflowed:
+            self.messages_out += 1
+            self.bytes_out += len(payload)
             self._write(payload, frame)
+
+    def write_uncounted(self, payload: bytes) -> None:
+        """A heartbeat: sent like any message, but not counted as traffic of the session."""
+        if not self.overflowed:
+            self._write(payload, None)
 
     def write_last(self, payload: bytes) -> None:
         """The parting message before a close, written even to a client that was cut off."""
@@ -81,7 +88,10 @@ class DaphneWriter(Writer):
         self.limit = streaming_settings.MAX_OUTBOUND_BYTES
 
     def write(self, payload: bytes, frame: bytes | None = None) -> None:
+        # The hot path of fan-out: Writer.write inlined.
         if not self.overflowed:
+            self.messages_out += 1
+            self.bytes_out += len(payload)
             self._write(payload, frame)
 
     def _write(self, payload: bytes, frame: bytes | None) -> None:
@@ -90,12 +100,8 @@ class DaphneWriter(Writer):
             return
         if not self.raw:
             protocol.sendMessage(payload, False)
-            self.bytes_out += len(payload)
-            self.messages_out += 1
             return
         data = frame or ws_text_frame(payload)
-        self.bytes_out += len(data)
-        self.messages_out += 1
         transport = self.transport
         if self.direct and not transport._tempDataLen and transport.offset == len(transport.dataBuffer):
             if not transport.connected or transport._writeDisconnected:
@@ -138,8 +144,6 @@ class QueueWriter(Writer):
         if self.closed:
             return
         self.pending_bytes += len(payload)
-        self.bytes_out += len(payload)
-        self.messages_out += 1
         self.queue.append(({"type": "websocket.send", "text": payload.decode()}, len(payload)))
         self.wakeup.set()
         if self.pending_bytes > self.limit:

@@ -517,6 +517,7 @@ async def test_refresh_in_band_then_expiry_of_the_old_token_does_not_close(serve
     short = await sync_to_async(token_for)(alice, expires=3)
     longer = await sync_to_async(token_for)(alice, "stream:widgets", expires=600)
     ws = await welcomed(server, short)
+    assert (await recv(ws))["type"] == "token_expiring"  # 3 s left: inside the warning window at once
     for service in ("widgets", "notifications"):
         assert (await call(ws, {"type": "subscribe", "service": service}))["type"] == "subscribed"
     await ws.send(json.dumps({"type": "auth", "token": longer, "id": "r"}))
