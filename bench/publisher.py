@@ -37,12 +37,14 @@ async def ceiling_publisher(url: str) -> Publish:
     return publish
 
 
-async def naive_publisher(redis_url: str, prefix: str) -> Publish:
+async def naive_publisher(redis_url: str, prefix: str, layer_kind: str = "core") -> Publish:
     sys.path.insert(0, str(Path(__file__).with_name("naive_channels")))
     from channels_redis.core import RedisChannelLayer
+    from channels_redis.pubsub import RedisPubSubChannelLayer
     from groups import group_name
 
-    layer = RedisChannelLayer(hosts=[redis_url], prefix=prefix + ":")
+    backend = RedisPubSubChannelLayer if layer_kind == "pubsub" else RedisChannelLayer
+    layer = backend(hosts=[redis_url], prefix=prefix + ":")
     seqs: defaultdict[tuple[str, str], int] = defaultdict(int)
 
     async def publish(service: str, topic: str, data: dict[str, Any]) -> None:
@@ -161,7 +163,7 @@ async def make_publisher(args: argparse.Namespace) -> Publish:
     if args.kind == "ceiling":
         return await ceiling_publisher(args.url)
     if args.kind == "naive":
-        return await naive_publisher(args.redis_url, args.prefix)
+        return await naive_publisher(args.redis_url, args.prefix, args.layer)
     return await ours_publisher(args.url, os.environ["BENCH_TOKEN"])
 
 
@@ -185,4 +187,5 @@ if __name__ == "__main__":
     parser.add_argument("--url", default="ws://127.0.0.1:8765", help="ceiling ws:// or ours http:// base URL")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--prefix", default="bench-naive", help="naive channel-layer prefix")
+    parser.add_argument("--layer", choices=["core", "pubsub"], default="core", help="naive channel layer")
     asyncio.run(main(parser.parse_args()))

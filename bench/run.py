@@ -74,7 +74,7 @@ ROWS: dict[int, list[Row]] = {
     ],
 }
 STAMP = time.strftime("%Y%m%d-%H%M%S")
-RATIOS = (("ours", "ceiling"), ("ours", "naive"), ("ceiling", "naive"))
+RATIOS = (("ours", "ceiling"), ("ours", "naive"), ("ceiling", "naive"), ("ours", "naive-pubsub"))
 
 
 def fmt(value: float | None) -> str:

@@ -105,6 +105,7 @@ class Naive(Target):
     """Channels consumer per connection, group_add + group_send, daphne + RedisChannelLayer."""
 
     name = "naive"
+    layer = "core"
 
     def start(self) -> None:
         self.port = free_port()
@@ -114,13 +115,21 @@ class Naive(Target):
             "PYTHONPATH": str(project),
             "REDIS_URL": REDIS_URL,
             "NAIVE_REDIS_PREFIX": self.prefix,
+            "NAIVE_LAYER": self.layer,
         }
         argv = pinned("0", [DAPHNE, "-b", "127.0.0.1", "-p", str(self.port), "asgi:application"])
         self.proc = spawn(argv, cwd=project, env=env, log=self.log())
         wait_until(lambda: port_open(self.port), self.proc, f"port {self.port}")
 
     def publisher_argv(self) -> list[str]:
-        return ["naive", "--redis-url", REDIS_URL, "--prefix", self.prefix]
+        return ["naive", "--redis-url", REDIS_URL, "--prefix", self.prefix, "--layer", self.layer]
+
+
+class NaivePubSub(Naive):
+    """The same naive design on RedisPubSubChannelLayer."""
+
+    name = "naive-pubsub"
+    layer = "pubsub"
 
 
 class Ours(Target):
@@ -233,4 +242,9 @@ class Ours(Target):
         return {"BENCH_TOKEN": self.token or ""}
 
 
-TARGETS: dict[str, type[Target]] = {"ours": Ours, "ceiling": Ceiling, "naive": Naive}
+TARGETS: dict[str, type[Target]] = {
+    "ours": Ours,
+    "ceiling": Ceiling,
+    "naive": Naive,
+    "naive-pubsub": NaivePubSub,
+}
