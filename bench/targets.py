@@ -12,6 +12,9 @@ from typing import Any
 import redis
 from procs import BENCH, ROOT, LineChild, free_port, http_ok, pinned, port_open, spawn, stop, wait_until
 
+sys.path.insert(0, str(ROOT))
+from widgetapp.serving import daphne_argv  # noqa: E402
+
 PYTHON = sys.executable
 DAPHNE = str(Path(PYTHON).with_name("daphne"))
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -213,21 +216,7 @@ class Ours(Target):
     def start(self) -> None:
         self.prepare()
         self.port = free_port()
-        argv = pinned(
-            "0",
-            [
-                DAPHNE,
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "--websocket_timeout",
-                "-1",
-                "--websocket-max-message-size",
-                "65536",
-                "widgetapp.asgi:application",
-            ],
-        )
+        argv = pinned("0", daphne_argv(self.port))
         self.proc = spawn(argv, env=self.env(), log=self.log())
         try:
             url = f"http://127.0.0.1:{self.port}/healthz"

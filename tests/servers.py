@@ -11,8 +11,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from widgetapp.serving import daphne_argv
+
 ROOT = Path(__file__).resolve().parent.parent
-DAPHNE = str(Path(sys.executable).with_name("daphne"))
 
 
 def free_port() -> int:
@@ -47,18 +48,7 @@ class DaphneProcess(Listening):
     def start(self, timeout: float = 20.0) -> DaphneProcess:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [
-                DAPHNE,
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "--websocket_timeout",
-                "-1",
-                "--websocket-max-message-size",
-                "65536",
-                "widgetapp.asgi:application",
-            ],
+            daphne_argv(self.port),
             cwd=ROOT,
             env=self.env,
             stdout=out,
