@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import uuid
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ class Unavailable(Exception):
     """A target that cannot be benchmarked now (e.g. ours before it is written); the run goes on."""
 
 
-class Target:
+class Target(ABC):
     """A server under test; subclasses say how to start it and publish to it."""
 
     name = ""
@@ -60,11 +61,13 @@ class Target:
     def subscribe_message(self, stream: Stream) -> dict[str, Any]:
         return {"type": "subscribe", "service": stream[0], "topic": stream[1]}
 
+    @abstractmethod
     def start(self) -> None:
-        raise NotImplementedError
+        """Start the server (and whatever it needs) on `self.port`."""
 
+    @abstractmethod
     def publisher_argv(self) -> list[str]:
-        raise NotImplementedError
+        """Arguments of bench/publisher.py for this target's own publish path."""
 
     def publisher_env(self) -> dict[str, str]:
         return {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import struct
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,7 +31,7 @@ def ws_text_frame(payload: bytes) -> bytes:
     return struct.pack("!BBQ", 0x81, 127, size) + payload
 
 
-class Writer:
+class Writer(ABC):
     """Common interface; `on_overflow` is called once when the outbound bound is exceeded."""
 
     overflowed = False
@@ -61,11 +62,13 @@ class Writer:
         """The parting message before a close, written even to a client that was cut off."""
         self._write(payload, None)
 
+    @abstractmethod
     def _write(self, payload: bytes, frame: bytes | None) -> None:
-        raise NotImplementedError
+        """Put one message on the wire (or the queue towards it)."""
 
+    @abstractmethod
     def close(self, code: int, reason: str) -> None:
-        raise NotImplementedError
+        """Send the close frame after whatever is queued."""
 
 
 class DaphneWriter(Writer):
