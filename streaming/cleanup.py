@@ -35,7 +35,7 @@ def workers_sweep(*, now: datetime, stale_seconds: float, dry_run: bool = False)
     """
     workers = list(stale_workers(now=now, stale_seconds=stale_seconds).values_list("pk", "state"))
     sessions = StreamSession.objects.filter(worker_id__in=[pk for pk, _ in workers], closed_at__isnull=True)
-    if dry_run or not workers:
+    if dry_run:
         return len(workers), sessions.count() if workers else 0
     closed = 0
     with transaction.atomic():
@@ -50,6 +50,12 @@ def workers_sweep(*, now: datetime, stale_seconds: float, dry_run: bool = False)
                 closed += StreamSession.objects.filter(worker_id__in=pks, closed_at__isnull=True).update(
                     closed_at=now, close_code=code, close_reason=reason
                 )
+        # A worker that recorded itself stopped may have exited with a few sockets still closing.
+        closed += StreamSession.objects.filter(
+            worker__state=WorkerProcess.State.STOPPED,
+            worker__heartbeat_at__lt=now - timedelta(seconds=stale_seconds),
+            closed_at__isnull=True,
+        ).update(closed_at=now, close_code=CLOSE_RESTART, close_reason="worker stopped")
     return len(workers), closed
 
 

@@ -16,6 +16,7 @@ from channels.layers import get_channel_layer
 
 from streaming import access, auth
 from streaming import protocol as p
+from streaming.conf import streaming_settings
 from streaming.worker import Worker, on_start
 
 logger = logging.getLogger(__name__)
@@ -78,7 +79,11 @@ def close_matching(worker: Worker, fields: dict[str, Any]) -> None:
             or (user_id is not None and grant.principal.user_id == user_id)
             or conn.session_id in sessions
         ):
-            conn.close(int(fields.get("code", p.CLOSE_FORBIDDEN)), str(fields.get("reason", "Closed.")))
+            code, reason = int(fields.get("code", p.CLOSE_FORBIDDEN)), str(fields.get("reason", "Closed."))
+            if code in (p.CLOSE_RESTART, p.CLOSE_OVERLOADED):  # "come back later": say when
+                conn.close_with_retry(code, reason, streaming_settings.OVERLOAD_RETRY_MS)
+            else:
+                conn.close(code, reason)
 
 
 async def set_service(worker: Worker, name: str, enabled: bool) -> None:

@@ -56,6 +56,7 @@ async def drain(worker: Worker, reason: str) -> None:
     finally:
         logger.warning("Worker %s drained; %d connections left", worker.id, len(worker.connections))
         if reactor is not None and reactor.running:
+            await worker.finish()
             reactor.stop()
 
 

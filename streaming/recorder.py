@@ -184,7 +184,7 @@ class Recorder:
             "host": self.worker.host[:200],
             "started_at": datetime.fromtimestamp(self.worker.started, UTC),
             "heartbeat_at": now,
-            "state": WorkerProcess.State.DRAINING if self.worker.draining else WorkerProcess.State.RUNNING,
+            "state": self.state(),
             "connections": len(self.worker.connections),
             "subscriptions": subscriptions,
             "messages_in_per_s": round((messages_in - self.last_in) / elapsed, 2),
@@ -230,6 +230,11 @@ class Recorder:
                 "close_reason": "",
             },
         )
+
+    def state(self) -> str:
+        if self.worker.stopped:
+            return WorkerProcess.State.STOPPED
+        return WorkerProcess.State.DRAINING if self.worker.draining else WorkerProcess.State.RUNNING
 
     def session_row(self, conn: Connection, now: datetime, elapsed: float) -> dict[str, Any] | None:
         seen, changed, row = self._advance(conn, now, elapsed)
@@ -363,6 +368,7 @@ def start(worker: Worker) -> None:
     _recorders.clear()  # one worker per process; a new loop (tests) replaces the old one
     recorder = _recorders[worker.id] = Recorder(worker)
     worker.duties.append(recorder.duty)
+    worker.before_exit.append(lambda _: recorder.flush())
     worker.spawn(recorder.run())
 
 

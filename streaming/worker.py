@@ -9,7 +9,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
@@ -50,6 +50,9 @@ class Worker:
         #: (connection, close code, reason) of authenticated sessions gone since the recorder's last flush.
         self.closed_sessions: list[tuple[Connection, int, str]] = []
         self.draining = False
+        self.stopped = False
+        #: Awaited once before the process exits after a drain (the recorder's last write).
+        self.before_exit: list[Callable[[Worker], Awaitable[None]]] = []
         #: Accepted websockets not yet authenticated; admission control counts them too.
         self.pending_auth = 0
         self.messages_in = 0
@@ -118,6 +121,15 @@ class Worker:
                         await result
             except Exception:
                 logger.exception("Worker tick failed")
+
+    async def finish(self) -> None:
+        """The worker is about to exit: let the registered hooks write their last state."""
+        self.stopped = True
+        for hook in self.before_exit:
+            try:
+                await asyncio.wait_for(hook(self), 3.0)
+            except Exception:
+                logger.exception("Exit hook of worker %s failed", self.id)
 
     async def close(self) -> None:
         for task in self._tasks:

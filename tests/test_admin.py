@@ -278,6 +278,7 @@ async def test_real_session_is_listed_live_and_disconnect_closes_it_with_the_cho
     )
     received, code = await asyncio.wait_for(closed_with(ws), 5)
     assert code == 4013
+    assert received[-1]["type"] == "reconnect" and received[-1]["retry_after_ms"] > 0  # come back later
     row = await until(
         lambda: StreamSession.objects.filter(session_id=session_id, closed_at__isnull=False).first()
     )
@@ -447,6 +448,7 @@ def fake_worker(conns: list[FakeConnection]) -> SimpleNamespace:
         host="h",
         started=time.time(),
         draining=False,
+        stopped=False,
         messages_in=0,
         loop_lag=0.0,
         closed_sessions=[],

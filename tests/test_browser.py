@@ -278,11 +278,9 @@ def test_short_lived_token_is_refreshed_in_band(site: Site, page: Any) -> None:
     sprocket.quantity = 77
     off_loop(sprocket.save)
     expect(quantity_cell(page, sprocket)).to_have_text("77", timeout=1000)
-    if state.get_attribute("data-history") != "connecting open":
-        # The refresh grant rotates the tokens and DOT deletes the old access token at once;
-        # streaming/signals.py then closes its sockets with 4401 before the page can send the new
-        # token in band, so the client reconnects (and resumes) instead.
-        pytest.xfail("a refresh grant closes the open socket (4401 Token revoked) before the in-band auth")
+    # The refresh grant deletes the old access token as a rotation, not a revocation: the socket
+    # stays open and the new token is swapped in band (no reconnect in the page's history).
+    assert state.get_attribute("data-history") == "connecting open"
 
 
 def test_unapproved_user_is_refused_with_a_clear_message(site: Site, page: Any) -> None:

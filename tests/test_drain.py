@@ -14,6 +14,7 @@ from websockets.exceptions import ConnectionClosed
 
 from streaming import control
 from streaming.drain import spread
+from streaming.models import StreamSession, WorkerProcess
 from streaming.worker import get_worker
 from tests.streaming_helpers import communicator, expect_close, make_user, open_session, recv, token_for
 
@@ -82,6 +83,9 @@ async def test_sigterm_hands_every_client_over_within_the_window_then_exits_0(
     assert times[-1] <= DRAIN_SECONDS + 1.0, times
     assert times[-1] - times[0] >= DRAIN_SECONDS / 3, f"closes not spread over the window: {times}"
     assert await asyncio.to_thread(server.wait, 10) == 0
+    worker = await WorkerProcess.objects.aget(pid=server.proc.pid)
+    assert worker.state == WorkerProcess.State.STOPPED  # its last write, before it exited
+    assert not await StreamSession.objects.filter(worker=worker, closed_at__isnull=True).aexists()
 
 
 async def test_drain_operation_drains_only_the_named_worker(daphne_factory, server_env, token):
