@@ -10,7 +10,7 @@ from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 
-from streaming import access, audit, limits
+from streaming import access, audit, limits, resume
 from streaming import protocol as p
 from streaming.auth import AuthError, Grant, cached_grant, verify_token
 from streaming.conf import streaming_settings
@@ -243,6 +243,8 @@ class StreamConsumer(AsyncConsumer):
         replay, recovered = await self.worker.hub.subscribe(
             conn, key, since.epoch if since else None, since.seq if since else 0
         )
+        if recovered and "resumed_from" not in conn.meta:
+            conn.meta["resumed_from"] = await resume.previous_session(self.worker, conn.grant.checksum)
         if conn.closing or key not in conn.subscriptions:
             await self.worker.hub.unsubscribe(conn, key)
             return
@@ -361,6 +363,7 @@ class StreamConsumer(AsyncConsumer):
                 self.worker.closed_sessions.append((conn, code, reason))
                 audit.record(audit.Kind.DISCONNECT, conn=conn, close_code=code, detail=reason)
                 await limits.release_user(self.worker, conn)
+                await resume.remember_closed(self.worker, conn.grant.checksum, conn.session_id)
             for key in list(conn.subscriptions):
                 await self.worker.hub.unsubscribe(conn, key)
             conn.subscriptions.clear()

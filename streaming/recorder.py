@@ -44,6 +44,7 @@ SESSION_UPDATES = [
     "closed_at",
     "close_code",
     "close_reason",
+    "resumed_from",
 ]
 #: Worker columns also kept over time as load samples, for the charts.
 LOAD_FIELDS = (
@@ -228,6 +229,7 @@ class Recorder:
                 "closed_at": None,
                 "close_code": None,
                 "close_reason": "",
+                "resumed_from": (conn.meta.get("resumed_from") or "")[:40],
             },
         )
 
@@ -335,17 +337,18 @@ SELECT r.session_id, %s, r.user_id, r.application_id, COALESCE(r.remote_addr, ''
     COALESCE(r.origin, ''), COALESCE(r.connected_at, r.closed_at, now()), r.last_activity_at,
     COALESCE(r.subscriptions, '[]'), COALESCE(r.messages_in, 0), COALESCE(r.messages_out, 0),
     COALESCE(r.rate_in, 0), COALESCE(r.rate_out, 0), r.closed_at, r.close_code,
-    COALESCE(r.close_reason, ''), ''
+    COALESCE(r.close_reason, ''), COALESCE(r.resumed_from, '')
 FROM jsonb_to_recordset(%s::jsonb) AS r(
     session_id text, user_id bigint, application_id bigint, remote_addr text, user_agent text, origin text,
     connected_at timestamptz, last_activity_at timestamptz, subscriptions jsonb, messages_in bigint,
     messages_out bigint, rate_in float8, rate_out float8, closed_at timestamptz, close_code integer,
-    close_reason text)
+    close_reason text, resumed_from text)
 ON CONFLICT (session_id) DO UPDATE SET
     worker_id = EXCLUDED.worker_id, last_activity_at = EXCLUDED.last_activity_at,
     subscriptions = EXCLUDED.subscriptions, messages_in = EXCLUDED.messages_in,
     messages_out = EXCLUDED.messages_out, rate_in = EXCLUDED.rate_in, rate_out = EXCLUDED.rate_out,
-    closed_at = EXCLUDED.closed_at, close_code = EXCLUDED.close_code, close_reason = EXCLUDED.close_reason
+    closed_at = EXCLUDED.closed_at, close_code = EXCLUDED.close_code, close_reason = EXCLUDED.close_reason,
+    resumed_from = EXCLUDED.resumed_from
 """
 
 

@@ -535,3 +535,32 @@ async def test_a_failed_heartbeat_is_written_by_the_next(memory, alice, monkeypa
         rows[conns[0].session_id].user_id == alice.pk and rows[conns[0].session_id].remote_addr == "10.0.0.1"
     )
     assert rows[conns[1].session_id].close_code == 4401
+
+
+async def test_a_resumed_session_names_the_session_it_resumes(server):
+    user = await sync_to_async(make_user)("rhea")
+    token = await sync_to_async(token_for)(user)
+    ws, first_session = await connect_and_subscribe(server, token, "widgets")
+    await ws.close()
+    ws = await websockets.connect(server.ws_url, subprotocols=["widgetapp.v1", f"bearer.{token}"])
+    second_session = json.loads(await ws.recv())["session"]
+    await ws.send(json.dumps({"type": "subscribe", "service": "widgets", "since": {"epoch": "x", "seq": 0}}))
+    assert json.loads(await ws.recv())["recovered"] is False  # not a resume: nothing recorded
+    await ws.send(json.dumps({"type": "unsubscribe", "service": "widgets"}))
+    await ws.recv()
+    head = await ws_head(ws)
+    await ws.send(json.dumps({"type": "subscribe", "service": "widgets", "since": head}))
+    assert json.loads(await ws.recv())["recovered"] is True
+    row = await until(
+        lambda: StreamSession.objects.filter(session_id=second_session).exclude(resumed_from="").first()
+    )
+    assert row.resumed_from == first_session
+    await ws.close()
+
+
+async def ws_head(ws) -> dict:
+    await ws.send(json.dumps({"type": "subscribe", "service": "widgets"}))
+    reply = json.loads(await ws.recv())
+    await ws.send(json.dumps({"type": "unsubscribe", "service": "widgets"}))
+    await ws.recv()
+    return {"epoch": reply["epoch"], "seq": reply["seq"]}
