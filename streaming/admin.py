@@ -128,6 +128,7 @@ class StreamSessionAdmin(ReadOnlyMixin, LiveModelAdmin):
         "last_activity_at",
         "closed_at",
         "close_code",
+        "resumed",
     ]
     list_filter = [
         OpenFilter,
@@ -143,6 +144,10 @@ class StreamSessionAdmin(ReadOnlyMixin, LiveModelAdmin):
     @admin.display(description="session", ordering="session_id")
     def short_id(self, obj: StreamSession) -> str:
         return obj.session_id[:12]
+
+    @admin.display(description="resumed from", ordering="resumed_from")
+    def resumed(self, obj: StreamSession) -> str:
+        return obj.resumed_from[:12] or "—"
 
     @admin.display(description="subscriptions")
     def subscribed(self, obj: StreamSession) -> str:

@@ -537,7 +537,7 @@ async def test_a_failed_heartbeat_is_written_by_the_next(memory, alice, monkeypa
     assert rows[conns[1].session_id].close_code == 4401
 
 
-async def test_a_resumed_session_names_the_session_it_resumes(server):
+async def test_a_resumed_session_names_the_session_it_resumes(server, staff_client):
     user = await sync_to_async(make_user)("rhea")
     token = await sync_to_async(token_for)(user)
     ws, first_session = await connect_and_subscribe(server, token, "widgets")
@@ -555,6 +555,9 @@ async def test_a_resumed_session_names_the_session_it_resumes(server):
         lambda: StreamSession.objects.filter(session_id=second_session).exclude(resumed_from="").first()
     )
     assert row.resumed_from == first_session
+    listed = await sync_to_async(live_rows)(staff_client, "streamsession", "?status=open")
+    cells = [cell for row in listed for cell in row["cells"]]
+    assert any(first_session[:12] in cell for cell in cells)  # the "resumed from" column
     await ws.close()
 
 
