@@ -85,10 +85,7 @@ class Connection:
 
     @property
     def owner(self) -> tuple[int | None, int | None]:
-        if self.grant is None:
-            return (None, None)
-        p = self.grant.principal
-        return (p.user_id, None if p.user_id is not None else p.application_id)
+        return self.grant.principal.owner if self.grant is not None else (None, None)
 
     # Output (also the hub's Subscriber interface) ------------------------------------------
 

@@ -10,7 +10,7 @@ from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 
-from streaming import access, audit, limits, resume
+from streaming import access, audit, drain, limits, resume
 from streaming import protocol as p
 from streaming.auth import AuthError, Grant, cached_grant, verify_token
 from streaming.conf import streaming_settings
@@ -63,7 +63,7 @@ class StreamConsumer(AsyncConsumer):
         await self.send({"type": "websocket.accept", "subprotocol": shake.subprotocol})
         limits.adopt_server_frame_limit(conn.writer)
         if self.worker.draining:
-            conn.close_with_retry(p.CLOSE_RESTART, "restart", _jitter_ms())
+            drain.hand_over(conn, "restart")
             return
         open_ = len(self.worker.connections) + self.worker.pending_auth
         if open_ >= conn.limits["MAX_CONNECTIONS_PER_WORKER"]:
@@ -300,10 +300,7 @@ class StreamConsumer(AsyncConsumer):
         grant = await self._verify(token)
         if grant is None:
             return
-        if conn.owner != (
-            grant.principal.user_id,
-            None if grant.principal.user_id is not None else grant.principal.application_id,
-        ):
+        if conn.owner != grant.principal.owner:
             raise ProtocolError(p.FORBIDDEN, "The new token belongs to someone else.", msg_id)
         conn.grant = grant
         limits.apply(conn)
@@ -383,12 +380,3 @@ async def drop_disallowed(worker: Any, conn: Connection) -> None:
             await worker.hub.unsubscribe(conn, key)
             audit.record(audit.Kind.DENIED, conn=conn, detail=f"unsubscribed {key[0]}: {exc.message}")
             conn.send_message({**p.error(exc.code, exc.message), "service": key[0], "topic": key[1]})
-
-
-def _jitter_ms() -> int:
-    import random
-
-    return int(random.uniform(0.1, 1.0) * 1000)
-
-
-__all__ = ["StreamConsumer", "drop_disallowed"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Protocol
 
 from streaming.history import Replay, StreamKey
@@ -68,7 +67,6 @@ class Hub:
         self.feed = feed
         self.streams: dict[StreamKey, Stream] = {}
         self.deliveries = 0
-        self.on_reset: Callable[[StreamKey], None] | None = None
 
     # Subscribing -----------------------------------------------------------------------------
 
@@ -219,8 +217,6 @@ class Hub:
         for buffered in stream.joining.values():
             buffered.clear()
         logger.warning("Stream %s/%s continues in a new epoch %s at seq %d", service, topic, epoch, seq)
-        if self.on_reset:
-            self.on_reset(stream.key)
 
     async def resync(self) -> None:
         """After the feed reconnected: fill whatever was announced while we were not listening."""

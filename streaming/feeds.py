@@ -51,7 +51,6 @@ class RedisFeed:
         self.keys: dict[str, StreamKey] = {}
         self.confirmations: dict[str, asyncio.Future[None]] = {}
         self.reader: asyncio.Task[None] | None = None
-        self.prefix_len = len(history.channel_prefix())
 
     def attach(self, hub: Hub) -> None:
         self.hub = hub

@@ -170,9 +170,3 @@ def error(code: str, message: str, msg_id: str | int | None = None) -> dict[str,
     if msg_id is not None:
         reply["id"] = msg_id
     return reply
-
-
-def event_frame_parts(service: str, topic: str) -> tuple[str, str]:
-    """The constant prefix of an event frame up to `epoch`, so the history store adds epoch/seq/data."""
-    head = encode({"type": EVENT, "service": service, "topic": topic})[:-1]
-    return head + ',"epoch":', ',"seq":'

@@ -88,9 +88,6 @@ class RedisHistory:
     def channel(self, key: StreamKey) -> str:
         return self.keys(key)[2]
 
-    def channel_prefix(self) -> str:
-        return f"{self.prefix}:chan:"
-
     def _append_args(self, key: StreamKey, data_json: str, announce: bool) -> list[Any]:
         from streaming.conf import streaming_settings as s
 

@@ -95,9 +95,6 @@ class Worker:
             self.loop.call_later(max(0.0, left) + 0.01, conn.expire, grant),
         )
 
-    def matching(self, predicate: Callable[[Connection], bool]) -> list[Connection]:
-        return [conn for conn in self.connections.values() if predicate(conn)]
-
     def connections_of(self, user_id: int | None, application_id: int | None) -> int:
         return sum(1 for c in self.connections.values() if c.owner == (user_id, application_id))
 

@@ -19,6 +19,11 @@ class Principal:
     application_id: int | None
     scopes: frozenset[str]
 
+    @property
+    def owner(self) -> tuple[int | None, int | None]:
+        """Whose connections these are: the user, or the application when there is no user."""
+        return (self.user_id, None if self.user_id is not None else self.application_id)
+
     def can_stream(self, service: str) -> bool:
         return f"stream:{service}" in self.scopes
 
