@@ -58,7 +58,8 @@ def serve_without_recording(argv: list[str]) -> None:
     django.setup()
     from daphne.cli import CommandLineInterface
 
-    from streaming import recorder, worker
+    from streaming.delivery import worker
+    from streaming.ops import records as recorder
 
     worker._on_start.remove(recorder.start)
     CommandLineInterface().run(argv)

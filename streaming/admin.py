@@ -16,8 +16,6 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
 
-from streaming import dashboard, mitigation
-from streaming import protocol as p
 from streaming.models import (
     AuditEntry,
     LimitOverride,
@@ -26,7 +24,10 @@ from streaming.models import (
     StreamSession,
     WorkerProcess,
 )
-from streaming.recorder import LOAD_FIELDS
+from streaming.ops import admin_actions as mitigation
+from streaming.ops import dashboard
+from streaming.ops.records import LOAD_FIELDS
+from streaming.wire import protocol as p
 
 #: Close codes an admin may choose when disconnecting sessions, and what each tells the client.
 DISCONNECT_CODES = [

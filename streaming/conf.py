@@ -9,6 +9,9 @@ from django.core.signals import setting_changed
 
 #: Every STREAMING key, its default, and what it means. Unknown keys are an error.
 DEFAULTS: dict[str, Any] = {
+    # Dotted path of the backend (history, announcements, connection slots, resume memory); empty =
+    # Redis when REDIS_URL is set, else the in-process embedded backend.
+    "BACKEND": "",
     # Redis URL for stream history and cross-worker fan-out; empty = in-process (embedded default).
     "REDIS_URL": "",
     # Prefix of every Redis key this project writes; tests use a unique one per test.

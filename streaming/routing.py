@@ -2,8 +2,8 @@
 
 from django.urls import path
 
-from streaming.consumers import StreamConsumer
-from streaming.http import PublishConsumer
+from streaming.sessions.consumer import StreamConsumer
+from streaming.sessions.publish_api import PublishConsumer
 
 websocket_urlpatterns = [
     path("ws/stream/", StreamConsumer.as_asgi()),

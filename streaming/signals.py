@@ -12,9 +12,9 @@ from django.utils import timezone
 from oauth2_provider.models import get_access_token_model
 
 from accounts.signals import approval_changed, is_token_rotation
-from streaming import control
+from streaming.bus import control
 from streaming.models import ServiceConfig
-from streaming.protocol import CLOSE_UNAUTHENTICATED
+from streaming.wire.protocol import CLOSE_UNAUTHENTICATED
 
 
 @receiver(post_delete, sender=get_access_token_model(), dispatch_uid="streaming.token_revoked")

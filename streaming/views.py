@@ -6,8 +6,8 @@ from channels.db import database_sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
-from streaming import health, metrics
-from streaming.worker import running_worker
+from streaming.delivery.worker import running_worker
+from streaming.ops import health, metrics
 
 
 @require_GET

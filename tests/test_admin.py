@@ -22,12 +22,13 @@ from django.test import AsyncClient
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from streaming import mitigation
-from streaming import recorder as recorder_module
-from streaming.cleanup import workers_sweep
+from streaming.delivery.load import LoadMeter
+from streaming.delivery.worker import get_worker
 from streaming.models import AuditEntry, LoadSample, ServiceConfig, StreamSession, WorkerProcess
-from streaming.recorder import Recorder, recorder_of, write
-from streaming.worker import get_worker
+from streaming.ops import admin_actions as mitigation
+from streaming.ops import records as recorder_module
+from streaming.ops.cleanup import workers_sweep
+from streaming.ops.records import Recorder, recorder_of, write
 from tests.conftest import database_url_for_subprocess
 from tests.streaming_helpers import make_user, open_session, recv, send, token_for
 
@@ -39,9 +40,9 @@ def memory(settings):
     """The embedded store and in-memory channel layer: one worker, driven in-process."""
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     settings.STREAMING = {**settings.STREAMING, "REDIS_URL": ""}
-    from streaming.history import memory_history
+    from streaming.delivery.backend import get_backend
 
-    memory_history.reset()
+    get_backend().reset()
 
 
 @pytest.fixture
@@ -442,7 +443,7 @@ def test_recorder_writes_new_changed_and_closed_sessions_on_either_path(vendor, 
 
 
 def fake_worker(conns: list[FakeConnection]) -> SimpleNamespace:
-    return SimpleNamespace(
+    worker = SimpleNamespace(
         id="fake:1:x",
         pid=1,
         host="h",
@@ -450,15 +451,20 @@ def fake_worker(conns: list[FakeConnection]) -> SimpleNamespace:
         draining=False,
         stopped=False,
         messages_in=0,
+        pending_auth=0,
         loop_lag=0.0,
         closed_sessions=[],
         connections={c.session_id: c for c in conns},
+        hub=SimpleNamespace(deliveries=0, streams={}, subscriber_count=lambda: len(conns)),
     )
+    worker.meter = LoadMeter(worker)  # type: ignore[arg-type]
+    return worker
 
 
 class FakeConnection:
     def __init__(self, session_id: str, user_id: int) -> None:
-        self.session_id, self.messages_in, self.meta = session_id, 0, {"connected_at": time.time()}
+        self.session_id, self.messages_in, self.connected_at = session_id, 0, time.time()
+        self.resumed_from = None
         self.writer = SimpleNamespace(messages_out=0, bytes_out=0)
         self.subscriptions = {("widgets", "all"): None}
         self.grant = SimpleNamespace(principal=SimpleNamespace(user_id=user_id, application_id=None))

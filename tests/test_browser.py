@@ -18,8 +18,8 @@ from oauth2_provider.models import AccessToken, Application
 
 from accounts.models import User
 from accounts.services import group_approve
+from streaming.delivery.publish import publish
 from streaming.models import ServiceConfig
-from streaming.publish import publish
 from tests.conftest import database_url_for_subprocess
 from tests.servers import DaphneProcess, free_port
 from widgetapp.widgets.models import Widget

@@ -24,8 +24,8 @@ import redis
 from asgiref.sync import sync_to_async
 
 from streaming.client import Event, Reset, StreamClient
+from streaming.delivery.publish import publish
 from streaming.models import StreamSession
-from streaming.publish import publish
 from tests.conftest import database_url_for_subprocess
 from tests.servers import RedisServer, ServedCluster
 from tests.streaming_helpers import make_user, token_for
@@ -244,7 +244,7 @@ def connections_to_draining_workers(cluster: ServedCluster) -> int:
     for log in cluster.run_dir.glob("worker*.log"):
         draining = False
         for line in log.read_text().splitlines():
-            if "streaming.drain" in line and "draining" in line:
+            if "streaming.sessions.drain" in line and "draining" in line:
                 draining = True
             elif "Starting server" in line:  # the replacement process, logging to the same file
                 draining = False

@@ -13,7 +13,6 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import Subprotocol
 
-from streaming import protocol as p
 from streaming.client import (
     ClientClosed,
     Event,
@@ -23,7 +22,8 @@ from streaming.client import (
     StreamClient,
     backoff_delay,
 )
-from streaming.protocol import Position
+from streaming.wire import protocol as p
+from streaming.wire.protocol import Position
 
 USER_TOPIC = "42"
 

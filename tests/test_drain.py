@@ -12,10 +12,10 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from streaming import control
-from streaming.drain import spread
+from streaming.bus import control
+from streaming.delivery.worker import get_worker
 from streaming.models import StreamSession, WorkerProcess
-from streaming.worker import get_worker
+from streaming.sessions.drain import spread
 from tests.streaming_helpers import communicator, expect_close, make_user, open_session, recv, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

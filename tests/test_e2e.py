@@ -106,10 +106,10 @@ async def test_http_publish_errors(server, alice):
 
 async def test_dropped_announcement_is_healed_from_history(server, alice, redis_prefix, settings):
     """A lost pub/sub message (as a full channel layer would drop) is filled from history in order."""
-    from streaming.redis_history import RedisHistory
+    from streaming.delivery.redis_backend import RedisBackend
 
     token = await sync_to_async(token_for)(alice)
-    history = RedisHistory("redis://127.0.0.1:6379/0", redis_prefix)
+    history = RedisBackend("redis://127.0.0.1:6379/0", redis_prefix)
     async with websockets.connect(server.ws_url, subprotocols=["widgetapp.v1", f"bearer.{token}"]) as ws:
         await recv(ws)
         sub = await request_json(ws, {"type": "subscribe", "service": "widgets"})
@@ -123,10 +123,10 @@ async def test_dropped_announcement_is_healed_from_history(server, alice, redis_
 
 
 async def test_resume_after_disconnect_against_real_server(server, alice, redis_prefix):
-    from streaming.redis_history import RedisHistory
+    from streaming.delivery.redis_backend import RedisBackend
 
     token = await sync_to_async(token_for)(alice)
-    history = RedisHistory("redis://127.0.0.1:6379/0", redis_prefix)
+    history = RedisBackend("redis://127.0.0.1:6379/0", redis_prefix)
     key = ("widgets", "all")
     async with websockets.connect(server.ws_url, subprotocols=["widgetapp.v1", f"bearer.{token}"]) as ws:
         await recv(ws)

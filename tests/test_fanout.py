@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
-from streaming.fanout import Hub
-from streaming.history import Replay, StreamKey
+from streaming.delivery.history import Replay, StreamKey
+from streaming.delivery.hub import Hub
 
 KEY: StreamKey = ("widgets", "all")
 
@@ -57,7 +58,7 @@ def announce(hub: Hub, history: History, seq: int) -> None:
 
 async def test_a_resumed_subscriber_gets_no_duplicate_when_the_feed_lags_the_history():
     history = History()
-    hub = Hub(history)
+    hub = Hub(history, asyncio.get_running_loop())
     first = await join(hub, None)
     for _ in range(3):
         history.append()

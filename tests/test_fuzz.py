@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streaming.worker import get_worker
+from streaming.delivery.worker import get_worker
 from tests.streaming_helpers import communicator, make_user, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -22,7 +22,7 @@ from websockets.exceptions import InvalidStatus
 
 from accounts.models import User
 from accounts.services import access_token_issue, group_approve, group_revoke
-from streaming import control
+from streaming.bus import control
 from streaming.models import AuditEntry, LimitOverride
 from tests.conftest import REDIS_URL as REDIS
 from tests.streaming_helpers import make_user, token_for
@@ -86,9 +86,9 @@ async def audit_rows(**filters) -> list[AuditEntry]:
 
 def history(server):
     """The servers' Redis history: appending publishes an event to every worker."""
-    from streaming.redis_history import RedisHistory
+    from streaming.delivery.redis_backend import RedisBackend
 
-    return RedisHistory(REDIS, server.env["STREAMING_REDIS_PREFIX"])
+    return RedisBackend(REDIS, server.env["STREAMING_REDIS_PREFIX"])
 
 
 def server_log(server) -> str:
@@ -550,7 +550,7 @@ async def test_expiry_warns_then_closes_within_a_second(server, alice):
 
 
 def test_most_specific_override_wins():
-    from streaming.limits import resolve, set_overrides
+    from streaming.sessions.limits import resolve, set_overrides
 
     set_overrides(
         [

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from asgiref.sync import sync_to_async
 
-from streaming.publish import apublish, publish
-from streaming.worker import get_worker
+from streaming.delivery.publish import apublish, publish
+from streaming.delivery.worker import get_worker
 from tests.streaming_helpers import expect_close, make_user, open_session, recv, send, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -21,9 +21,9 @@ def store(request, settings, redis_prefix):
     url = "" if request.param == "memory" else "redis://127.0.0.1:6379/0"
     settings.STREAMING = {**settings.STREAMING, "REDIS_URL": url}
     if request.param == "memory":
-        from streaming.history import memory_history
+        from streaming.delivery.backend import get_backend
 
-        memory_history.reset()
+        get_backend().reset()
     return request.param
 
 
@@ -216,7 +216,7 @@ async def test_revoked_token_closes_but_refresh_rotation_does_not(store, alice, 
     from oauth2_provider.models import AccessToken
 
     from accounts.signals import token_rotation
-    from streaming.auth import token_checksum
+    from streaming.sessions.auth import token_checksum
 
     rotated = await sync_to_async(token_for)(alice)
     revoked = await sync_to_async(token_for)(alice)
@@ -250,7 +250,7 @@ async def test_group_change_after_refresh_rotation_narrows_instead_of_closing(st
 
     from accounts.services import group_approve
     from accounts.signals import token_rotation
-    from streaming.auth import token_checksum
+    from streaming.sessions.auth import token_checksum
 
     token = await sync_to_async(token_for)(alice)
     comm, _ = await open_session(token)

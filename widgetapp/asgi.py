@@ -12,8 +12,8 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from streaming.delivery.worker import start_with_server  # noqa: E402
 from streaming.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
-from streaming.worker import start_with_server  # noqa: E402
 
 if settings.DEBUG:
     # Daphne serves no static files itself: in development Django serves /static/ (the demo page).

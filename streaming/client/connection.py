@@ -18,10 +18,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.typing import Subprotocol
 
-from streaming import protocol as p
 from streaming.client.errors import ClientClosed, ConnectionLost, ServerError
 from streaming.client.streams import Event, Reset, Stream
-from streaming.protocol import Position
+from streaming.wire import protocol as p
+from streaming.wire.protocol import Position
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from streaming import protocol as p
-from streaming.protocol import Position
+from streaming.wire import protocol as p
+from streaming.wire.protocol import Position
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from streaming.protocol import BAD_REQUEST, FORBIDDEN, ProtocolError
+from streaming.wire.protocol import BAD_REQUEST, FORBIDDEN, ProtocolError
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,10 +6,9 @@ import time
 from typing import Any
 
 from streaming.conf import streaming_settings
-from streaming.load import LoadMeter
-from streaming.publish import apublish
+from streaming.delivery.publish import apublish
+from streaming.delivery.worker import Worker, get_worker
 from streaming.services import Principal, Service, register
-from streaming.worker import Worker, get_worker, on_start
 
 
 @register
@@ -22,15 +21,13 @@ class LoadService(Service):
     async def request(self, principal: Principal, action: str, data: Any) -> Any:
         if action != "snapshot":
             return await super().request(principal, action, data)
-        meter: LoadPublisher = get_worker().load_publisher  # type: ignore[attr-defined]
-        return meter.meter.latest or meter.meter.read()
+        return get_worker().meter.read()
 
 
 class LoadPublisher:
     """A worker duty: publish this worker's snapshot on `load` every WORKER_HEARTBEAT seconds."""
 
-    def __init__(self, worker: Worker) -> None:
-        self.meter = LoadMeter(worker)
+    def __init__(self) -> None:
         self.next_at = 0.0
 
     async def __call__(self, worker: Worker) -> None:
@@ -38,12 +35,8 @@ class LoadPublisher:
         if now < self.next_at:
             return
         self.next_at = now + streaming_settings.WORKER_HEARTBEAT
-        await apublish(LoadService.name, self.meter.read())
+        await apublish(LoadService.name, worker.meter.read())
 
 
-def _start(worker: Worker) -> None:
-    worker.load_publisher = LoadPublisher(worker)  # type: ignore[attr-defined]
-    worker.duties.append(worker.load_publisher)  # type: ignore[attr-defined]
-
-
-on_start(_start)
+def start(worker: Worker) -> None:
+    worker.duties.append(LoadPublisher())

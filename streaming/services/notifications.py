@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from streaming.protocol import FORBIDDEN, ProtocolError
 from streaming.services import Principal, Service, register
+from streaming.wire.protocol import FORBIDDEN, ProtocolError
 
 
 @register

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
-from streaming.publish import publish
+from streaming.delivery.publish import publish
 
 if TYPE_CHECKING:
     from widgetapp.widgets.models import Widget

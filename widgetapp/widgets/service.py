@@ -6,7 +6,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from streaming.publish import ahead
+from streaming.delivery.publish import ahead
 from streaming.services import Principal, Service, register
 from widgetapp.widgets.events import widget_data
 from widgetapp.widgets.models import Widget

@@ -7,8 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from streaming.protocol import ProtocolError
-from streaming.publish import publish
+from streaming.delivery.publish import publish
+from streaming.wire.protocol import ProtocolError
 
 
 class Command(BaseCommand):

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from streaming.cleanup import cleanup
+from streaming.ops.cleanup import cleanup
 
 
 class Command(BaseCommand):

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
-from streaming.status import status_text
+from streaming.ops.status import status_text
 
 
 class Command(BaseCommand):

@@ -1,0 +1,155 @@
+"""The embedded backend: numbering, history, announcements and slots inside this process.
+
+Numbering happens under a lock, so publishers in any thread (request threads, `manage.py shell`
+code run by the server) get gap-free seqs; events are handed to the worker's hub on its loop.
+Other processes on the same machine publish through the running server (`local_channel`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from streaming.conf import streaming_settings
+from streaming.delivery.backend import RESUME_MEMORY_SECONDS, Backend
+from streaming.delivery.history import (
+    Appended,
+    Replay,
+    StreamKey,
+    build_frame,
+    frame_head,
+    new_epoch,
+    replay_from,
+)
+
+if TYPE_CHECKING:
+    from streaming.delivery.hub import Hub
+
+
+class _MemoryLog:
+    __slots__ = ("epoch", "seq", "events")
+
+    def __init__(self) -> None:
+        self.epoch = new_epoch()
+        self.seq = 0
+        self.events: deque[tuple[int, float, str]] = deque()
+
+
+class MemoryBackend(Backend):
+    """The embedded backend: one process, numbering under a lock, retention by count and age."""
+
+    kind = "memory"
+
+    def __init__(self) -> None:
+        self._logs: dict[StreamKey, _MemoryLog] = {}
+        self._lock = threading.Lock()
+        self._hub: Hub | None = None
+        self._slots: dict[str, dict[str, float]] = {}
+        self._closed: dict[str, tuple[float, str]] = {}
+
+    def _log(self, key: StreamKey) -> _MemoryLog:
+        log = self._logs.get(key)
+        if log is None:
+            log = self._logs[key] = _MemoryLog()
+        return log
+
+    def append(self, key: StreamKey, data_json: str) -> Appended:
+        appended = self._number(key, data_json)
+        self._announce(key, appended)
+        return appended
+
+    async def aappend(self, key: StreamKey, data_json: str) -> Appended:
+        return self.append(key, data_json)
+
+    def _number(self, key: StreamKey, data_json: str) -> Appended:
+        with self._lock:
+            log = self._log(key)
+            log.seq += 1
+            frame = build_frame(frame_head(*key), log.epoch, log.seq, data_json)
+            now = time.monotonic()
+            log.events.append((log.seq, now, frame))
+            self._trim(log, now)
+            return Appended(log.epoch, log.seq, frame)
+
+    @staticmethod
+    def _trim(log: _MemoryLog, now: float) -> None:
+        keep = streaming_settings.HISTORY_MAX_EVENTS
+        min_age = streaming_settings.HISTORY_MIN_SECONDS
+        hard = streaming_settings.HISTORY_HARD_MAX_EVENTS
+        events = log.events
+        while len(events) > hard or (len(events) > keep and now - events[0][1] >= min_age):
+            events.popleft()
+
+    def head(self, key: StreamKey) -> tuple[str, int]:
+        with self._lock:
+            log = self._log(key)
+            return log.epoch, log.seq
+
+    async def replay(self, key: StreamKey, since_epoch: str | None, since_seq: int) -> Replay:
+        with self._lock:
+            log = self._log(key)
+            if since_epoch is None:
+                return Replay(log.epoch, log.seq, None)
+            frames = [(seq, frame.encode()) for seq, _, frame in log.events if seq > since_seq]
+            return replay_from(log.epoch, log.seq, since_epoch, since_seq, frames)
+
+    def reset(self) -> None:
+        """Forget every stream (as a restarted store would); new epochs follow."""
+        with self._lock:
+            self._logs.clear()
+
+    # Announcements ---------------------------------------------------------------------------
+
+    def attach(self, hub: Hub) -> None:
+        self._hub = hub
+
+    def _announce(self, key: StreamKey, appended: Appended) -> None:
+        """Hand the event to the worker's hub, on its loop, from whatever thread published it."""
+        hub = self._hub
+        if hub is None or hub.loop.is_closed():
+            return
+        args = (key, appended.epoch, appended.seq, appended.frame.encode())
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is hub.loop:
+            hub.deliver(*args)
+        else:
+            hub.loop.call_soon_threadsafe(hub.deliver, *args)
+
+    async def listen(self, key: StreamKey) -> None:
+        return None
+
+    async def unlisten(self, key: StreamKey) -> None:
+        return None
+
+    # Slots and resume memory -----------------------------------------------------------------
+
+    async def take_slot(self, owner: str, session_id: str, cap: int, ttl: float) -> bool:
+        now = time.time()
+        slots = self._slots.setdefault(owner, {})
+        for gone in [s for s, expiry in slots.items() if expiry <= now]:
+            del slots[gone]
+        if len(slots) >= cap:
+            return False
+        slots[session_id] = now + ttl
+        return True
+
+    async def release_slot(self, owner: str, session_id: str) -> None:
+        self._slots.get(owner, {}).pop(session_id, None)
+
+    async def refresh_slots(self, slots: list[tuple[str, str]], ttl: float) -> None:
+        expiry = time.time() + ttl
+        for owner, session_id in slots:
+            self._slots.setdefault(owner, {})[session_id] = expiry
+
+    async def remember_closed(self, checksum: str, session_id: str) -> None:
+        self._closed[checksum] = (time.monotonic(), session_id)
+
+    async def previous_session(self, checksum: str) -> str:
+        at, session_id = self._closed.get(checksum, (0.0, ""))
+        return session_id if time.monotonic() - at < RESUME_MEMORY_SECONDS else ""

@@ -1,0 +1,169 @@
+"""Token verification for websockets: DOT access token → who, which services, until when.
+
+DOT itself checks only expiry and scope; here we also require an active user who is still in an
+approved group (or an approved client-credentials application). Verified grants are cached per
+worker for a few seconds, keyed by token checksum; revocation and group changes evict them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from oauth2_provider.models import get_access_token_model, get_application_model
+
+from accounts import services as accounts
+from streaming.conf import streaming_settings
+from streaming.services import Principal
+from streaming.wire.protocol import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
+
+
+class AuthError(Exception):
+    """A token that cannot open (or keep) a connection; carries the close code and reason."""
+
+    def __init__(
+        self, code: int, reason: str, *, user_id: int | None = None, application_id: int | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        #: Whose token it was, when known (for the audit log).
+        self.user_id = user_id
+        self.application_id = application_id
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    principal: Principal
+    checksum: str
+    token_id: int
+    expires_at: datetime
+    #: The user's groups, for limits an admin overrides per group.
+    group_ids: frozenset[int] = frozenset()
+
+
+def token_checksum(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+_cache: dict[str, tuple[float, Grant]] = {}
+
+
+def forget(checksum: str | None = None) -> None:
+    """Evict one cached grant, or all of them."""
+    if checksum is None:
+        _cache.clear()
+    else:
+        _cache.pop(checksum, None)
+
+
+class TokenMissing(AuthError):
+    """No such token: never issued, revoked, or replaced by a refresh."""
+
+
+def _load(checksum: str) -> Grant:
+    token = (
+        get_access_token_model()
+        .objects.select_related("user", "application", "application__user")
+        .filter(token_checksum=checksum)
+        .first()
+    )
+    if token is None:
+        raise TokenMissing(CLOSE_UNAUTHENTICATED, "Invalid or revoked token.")
+    if token.is_expired():
+        raise AuthError(
+            CLOSE_UNAUTHENTICATED,
+            "Token expired.",
+            user_id=token.user_id,
+            application_id=token.application_id,
+        )
+    return _judge(checksum, token.pk, token.user, token.application, set(token.scope.split()), token.expires)
+
+
+def _judge(
+    checksum: str, token_id: int, user: Any, application: Any, scopes: set[str], expires: datetime
+) -> Grant:
+    """The grant a holder gets now: approval and group scopes are checked at every call."""
+    if user is None:
+        if application is None or not accounts.application_is_approved(application=application):
+            raise AuthError(
+                CLOSE_FORBIDDEN,
+                "Application is not approved for streaming.",
+                application_id=application.pk if application else None,
+            )
+        principal = Principal(None, f"app:{application.client_id}", False, application.pk, frozenset(scopes))
+        return Grant(principal, checksum, token_id, expires)
+    if not user.is_active:
+        raise AuthError(CLOSE_FORBIDDEN, "User is inactive.", user_id=user.pk)
+    if not accounts.user_is_approved(user=user):
+        raise AuthError(CLOSE_FORBIDDEN, "User is not in an approved group.", user_id=user.pk)
+    allowed = scopes & accounts.user_allowed_scopes(user=user)
+    principal = Principal(
+        user.pk,
+        user.get_username(),
+        user.is_staff,
+        application.pk if application else None,
+        frozenset(allowed),
+    )
+    return Grant(principal, checksum, token_id, expires, frozenset(user.groups.values_list("pk", flat=True)))
+
+
+def _unexpired(checksum: str, grant: Grant) -> Grant:
+    if grant.expires_at <= timezone.now():
+        _cache.pop(checksum, None)
+        raise AuthError(CLOSE_UNAUTHENTICATED, "Token expired.")
+    return grant
+
+
+def cached_grant(token: str) -> Grant | None:
+    """The grant of `token` from this worker's cache, without the database; None when not cached."""
+    checksum = token_checksum(token)
+    cached = _cache.get(checksum)
+    if cached is None or time.monotonic() - cached[0] >= streaming_settings.TOKEN_CACHE_SECONDS:
+        return None
+    return _unexpired(checksum, cached[1])
+
+
+def verify_token(token: str) -> Grant:
+    """Verify a bearer token (sync: one DB round trip at most, none when cached)."""
+    grant = cached_grant(token)
+    if grant is None:
+        checksum = token_checksum(token)
+        grant = _load(checksum)
+        _cache[checksum] = (time.monotonic(), grant)
+        grant = _unexpired(checksum, grant)
+    return grant
+
+
+def reverify(grant: Grant) -> Grant:
+    """Judge a connection's token afresh (after a group change), bypassing the cache.
+
+    A token replaced by a refresh is gone from the database but still valid on the connection
+    until it expires or is swapped in band (revocations close connections directly), so its
+    holder is judged again with the scopes the connection has.
+    """
+    forget(grant.checksum)
+    try:
+        fresh = _load(grant.checksum)
+    except TokenMissing:
+        fresh = _judge_holder(grant)
+    _cache[grant.checksum] = (time.monotonic(), fresh)
+    return fresh
+
+
+def _judge_holder(grant: Grant) -> Grant:
+    principal = grant.principal
+    user = get_user_model().objects.filter(pk=principal.user_id).first() if principal.user_id else None
+    application = (
+        get_application_model().objects.select_related("user").filter(pk=principal.application_id).first()
+        if principal.application_id
+        else None
+    )
+    if user is None and principal.user_id is not None:
+        raise AuthError(CLOSE_FORBIDDEN, "User no longer exists.")
+    return _judge(grant.checksum, grant.token_id, user, application, set(principal.scopes), grant.expires_at)

@@ -1,0 +1,163 @@
+"""Server → client messages: one TypedDict and one builder per type, used by every sender."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired, TypedDict
+
+from streaming.wire import protocol as p
+
+MsgId = str | int | None
+
+
+class Welcome(TypedDict):
+    type: Literal["welcome"]
+    session: str
+    heartbeat: float
+    services: list[str]
+    expires_at: str
+    id: NotRequired[str | int]
+
+
+class Authenticated(TypedDict):
+    type: Literal["authenticated"]
+    expires_at: str
+    services: list[str]
+    id: NotRequired[str | int]
+
+
+class Subscribed(TypedDict):
+    type: Literal["subscribed"]
+    service: str
+    topic: str
+    epoch: str
+    seq: int
+    recovered: bool
+    id: NotRequired[str | int]
+
+
+class Unsubscribed(TypedDict):
+    type: Literal["unsubscribed"]
+    service: str
+    topic: str
+    id: NotRequired[str | int]
+
+
+class Response(TypedDict):
+    type: Literal["response"]
+    service: str
+    action: str
+    data: Any
+    id: NotRequired[str | int]
+
+
+class Error(TypedDict):
+    type: Literal["error"]
+    code: str
+    message: str
+    id: NotRequired[str | int]
+    service: NotRequired[str]
+    topic: NotRequired[str]
+
+
+class Reconnect(TypedDict):
+    type: Literal["reconnect"]
+    reason: str
+    retry_after_ms: int
+
+
+class TokenExpiring(TypedDict):
+    type: Literal["token_expiring"]
+    expires_at: str
+    expires_in: int
+
+
+class Event(TypedDict):
+    type: Literal["event"]
+    service: str
+    topic: str
+    epoch: str
+    seq: int
+    data: Any
+
+
+class Pong(TypedDict):
+    type: Literal["pong"]
+    id: NotRequired[str | int]
+
+
+def _with_id(message: Any, msg_id: MsgId) -> Any:
+    if msg_id is not None:
+        message["id"] = msg_id
+    return message
+
+
+def welcome(
+    session: str, heartbeat: float, services: list[str], expires_at: str, msg_id: MsgId = None
+) -> Welcome:
+    msg: Welcome = {
+        "type": "welcome",
+        "session": session,
+        "heartbeat": heartbeat,
+        "services": services,
+        "expires_at": expires_at,
+    }
+    return _with_id(msg, msg_id)
+
+
+def authenticated(expires_at: str, services: list[str], msg_id: MsgId = None) -> Authenticated:
+    msg: Authenticated = {"type": "authenticated", "expires_at": expires_at, "services": services}
+    return _with_id(msg, msg_id)
+
+
+def subscribed(
+    service: str, topic: str, epoch: str, seq: int, recovered: bool, msg_id: MsgId = None
+) -> Subscribed:
+    msg: Subscribed = {
+        "type": "subscribed",
+        "service": service,
+        "topic": topic,
+        "epoch": epoch,
+        "seq": seq,
+        "recovered": recovered,
+    }
+    return _with_id(msg, msg_id)
+
+
+def unsubscribed(service: str, topic: str, msg_id: MsgId = None) -> Unsubscribed:
+    return _with_id(Unsubscribed(type="unsubscribed", service=service, topic=topic), msg_id)
+
+
+def response(service: str, action: str, data: Any, msg_id: MsgId = None) -> Response:
+    return _with_id(Response(type="response", service=service, action=action, data=data), msg_id)
+
+
+def error(code: str, message: str, msg_id: MsgId = None) -> Error:
+    return _with_id(Error(type="error", code=code, message=message), msg_id)
+
+
+def reconnect(reason: str, retry_after_ms: int) -> Reconnect:
+    return {"type": "reconnect", "reason": reason, "retry_after_ms": retry_after_ms}
+
+
+def token_expiring(expires_at: str, expires_in: int) -> TokenExpiring:
+    return {"type": "token_expiring", "expires_at": expires_at, "expires_in": expires_in}
+
+
+def pong(msg_id: MsgId = None) -> Pong:
+    return _with_id(Pong(type="pong"), msg_id)
+
+
+#: Every server message type, as the docs and clients name them.
+SERVER_TYPES = (
+    p.WELCOME,
+    p.AUTHENTICATED,
+    p.SUBSCRIBED,
+    p.UNSUBSCRIBED,
+    p.RESPONSE,
+    p.EVENT,
+    p.ERROR,
+    p.RECONNECT,
+    p.TOKEN_EXPIRING,
+    p.PONG,
+    p.PING,
+)
