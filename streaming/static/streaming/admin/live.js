@@ -35,6 +35,24 @@
       return old;
     });
     tbody.replaceChildren(...rows);
+    updateCounters(table, data);
+  }
+
+  // The counts around the table (paginator, "0 of N selected", "N results") follow its rows.
+  function updateCounters(table, data) {
+    const paginator = document.querySelector("#changelist .paginator");
+    if (paginator && data.paginator) paginator.outerHTML = data.paginator;
+    const counter = document.querySelector(".action-counter");
+    if (counter) {
+      const ticked = table.querySelectorAll("tbody input.action-select:checked").length;
+      counter.dataset.actionsIcnt = String(data.rows.length);
+      counter.textContent = ticked + " of " + data.rows.length + " selected";
+    }
+    const summary = document.querySelector("#changelist-search .quiet");
+    const first = summary && summary.firstChild;
+    if (first && first.nodeType === Node.TEXT_NODE) {
+      first.textContent = data.count + (data.count === 1 ? " result (" : " results (");
+    }
   }
 
   function pollChangelist(changelist) {
