@@ -124,7 +124,6 @@ class DisconnectForm(forms.Form):
 class StreamSessionAdmin(ReadOnlyMixin, LiveModelAdmin):
     list_display = [
         cells.session,
-        cells.session_user,
         cells.connected,
         cells.subscriptions,
         cells.messages,
@@ -203,7 +202,12 @@ class WorkerProcessAdmin(ReadOnlyMixin, LiveModelAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         board = self.admin_site.admin_view(self.dashboard_view)
-        return [path("dashboard/", board, name="streaming_dashboard"), *super().get_urls()]
+        data = self.admin_site.admin_view(self.dashboard_data_view)
+        return [
+            path("dashboard/", board, name="streaming_dashboard"),
+            path("dashboard/data.json", data, name="streaming_dashboard_data"),
+            *super().get_urls(),
+        ]
 
     def dashboard_view(self, request: HttpRequest) -> TemplateResponse:
         if not self.has_view_permission(request):
@@ -214,11 +218,15 @@ class WorkerProcessAdmin(ReadOnlyMixin, LiveModelAdmin):
             {
                 **self.admin_site.each_context(request),
                 "title": "Streaming load, last hour",
-                "charts": dashboard.charts(now=timezone.now()),
+                "data": dashboard.dashboard_data(now=timezone.now()),
                 "opts": self.model._meta,
-                "workers": WorkerProcess.objects.filter(state__in=["running", "draining"]),
             },
         )
+
+    def dashboard_data_view(self, request: HttpRequest) -> JsonResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return JsonResponse(dashboard.dashboard_data(now=timezone.now()))
 
 
 @admin.register(ServiceConfig)

@@ -36,13 +36,11 @@ def _with_note(main: object, note: object) -> SafeString:
 
 @admin.display(description="session", ordering="session_id")
 def session(obj: StreamSession) -> SafeString:
-    resumed = format_html("resumed {}", session_id_cell(obj.resumed_from)) if obj.resumed_from else ""
-    return _with_note(session_id_cell(obj.session_id), resumed)
-
-
-@admin.display(description="user", ordering="user__username")
-def session_user(obj: StreamSession) -> SafeString:
-    return _with_note(obj.user or "—", obj.application or "")
+    """The id, who (user · application) and, when resumed, the session it continues."""
+    who = " · ".join(str(part) for part in (obj.user or "anonymous", obj.application) if part)
+    resumed = format_html("<br>resumed {}", session_id_cell(obj.resumed_from)) if obj.resumed_from else ""
+    note = format_html("{}{}", who, resumed)
+    return _with_note(session_id_cell(obj.session_id), note)
 
 
 @admin.display(description="connected", ordering="connected_at")
