@@ -202,7 +202,7 @@ function renderWidgets(inventory, changedId = null) {
     if (widget.id === changedId) row.className = "changed";
     const updated = document.createElement("time");
     updated.dateTime = widget.updated_at ?? "";
-    updated.textContent = widget.updated_at ? new Date(widget.updated_at).toLocaleString() : "";
+    updated.textContent = widget.updated_at ? shortTime(new Date(widget.updated_at)) : "";
     for (const name of ["name", "colour", "quantity"]) {
       const cell = row.insertCell();
       cell.className = name;
@@ -215,6 +215,12 @@ function renderWidgets(inventory, changedId = null) {
   $("widgets-empty").hidden = rows.length > 0;
   $("widgets").dataset.applied = inventory.applied.join(" ");
   $("widgets").dataset.ready = "true";
+}
+
+/** The time of day for today's changes, the date for older ones: fits a phone's column. */
+function shortTime(date) {
+  const today = date.toDateString() === new Date().toDateString();
+  return today ? date.toLocaleTimeString() : date.toLocaleDateString();
 }
 
 function renderLoad(workers) {
