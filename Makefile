@@ -33,9 +33,9 @@ seed: migrate
 	DJANGO_DEBUG=1 $(PY) manage.py seed_demo
 
 ## Embedded default: SQLite + in-memory layer, one daphne process on http://127.0.0.1:8000.
+## The banner (addresses, demo accounts) is printed once it answers; requests go to run/access.log.
 run: seed
-	DJANGO_DEBUG=1 $(VENV)/bin/daphne -b $(HOST) -p $(PORT) --websocket_timeout -1 \
-		--websocket-max-message-size 65536 widgetapp.asgi:application
+	DJANGO_DEBUG=1 HOST=$(HOST) PORT=$(PORT) RUN_DIR=$(RUN_DIR) PY=$(PY) ./scripts/run-demo.sh
 
 ## Production: WORKERS daphne workers behind one socket on HOST:PORT under supervisord, in the
 ## foreground; reads DATABASE_URL, REDIS_URL (required when WORKERS > 1), DJANGO_*. See README.

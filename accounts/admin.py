@@ -36,8 +36,16 @@ class ApprovedGroupForm(forms.ModelForm):
 @admin.register(ApprovedGroup)
 class ApprovedGroupAdmin(admin.ModelAdmin):
     form = ApprovedGroupForm
-    list_display = ["group", "services", "publish_services", "updated_at"]
+    list_display = ["group", "streams", "publishes", "updated_at"]
     search_fields = ["group__name"]
+
+    @admin.display(description="may stream")
+    def streams(self, obj: ApprovedGroup) -> str:
+        return ", ".join(obj.services) or "—"
+
+    @admin.display(description="may publish")
+    def publishes(self, obj: ApprovedGroup) -> str:
+        return ", ".join(obj.publish_services) or "—"
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApprovedGroup | None = None) -> list[str]:
         return ["group"] if obj else []

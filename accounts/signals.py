@@ -37,6 +37,11 @@ def is_token_rotation() -> bool:
 approval_changed = Signal()
 
 
+#: Sent with `user`, `client_id`, `remote_addr`, `error` and `description` when the consent page
+#: refuses a signed-in user (not approved, or none of the scopes allowed), so it can be audited.
+authorization_refused = Signal()
+
+
 def approval_announce(*, group: Group, user_ids: frozenset[int] | None = None) -> None:
     """Send `approval_changed` once the current transaction commits (all members by default)."""
     if user_ids is None:

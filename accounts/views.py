@@ -10,6 +10,7 @@ from oauth2_provider.views import AuthorizationView
 from oauthlib.oauth2.rfc6749 import errors
 
 from accounts.oauth_validators import granted_scopes
+from accounts.signals import authorization_refused
 
 
 class ApprovedAuthorizationView(AuthorizationView):
@@ -25,5 +26,13 @@ class ApprovedAuthorizationView(AuthorizationView):
                 )
             return granted_scopes(user=request.user, scopes=scopes), credentials
         except errors.OAuth2Error as error:
+            authorization_refused.send(
+                sender=type(self),
+                user=request.user,
+                client_id=credentials.get("client_id", ""),
+                remote_addr=request.META.get("REMOTE_ADDR", ""),
+                error=error.error,
+                description=error.description,
+            )
             error.state = credentials.get("state")
             raise OAuthToolkitError(error=error, redirect_uri=credentials["redirect_uri"]) from error

@@ -8,14 +8,16 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.contrib.admin.templatetags.admin_list import results
+from django.contrib.admin.templatetags.admin_list import pagination, results
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
 
+from streaming.conf import streaming_settings
 from streaming.models import (
     AuditEntry,
     LimitOverride,
@@ -25,6 +27,7 @@ from streaming.models import (
     WorkerProcess,
 )
 from streaming.ops import admin_actions as mitigation
+from streaming.ops import admin_cells as cells
 from streaming.ops import dashboard
 from streaming.ops.records import LOAD_FIELDS
 from streaming.wire import protocol as p
@@ -73,7 +76,13 @@ class LiveModelAdmin(admin.ModelAdmin):
             for obj, cells in zip(changelist.result_list, results(changelist), strict=True)
         ]
         return JsonResponse(
-            {"count": changelist.result_count, "rows": rows, "at": timezone.now().isoformat()}
+            {
+                "count": changelist.result_count,
+                "full_count": changelist.full_result_count,
+                "paginator": render_to_string("admin/pagination.html", pagination(changelist)),
+                "rows": rows,
+                "at": timezone.now().isoformat(),
+            }
         )
 
 
@@ -115,21 +124,11 @@ class DisconnectForm(forms.Form):
 @admin.register(StreamSession)
 class StreamSessionAdmin(ReadOnlyMixin, LiveModelAdmin):
     list_display = [
-        "short_id",
-        "user",
-        "application",
-        "worker",
-        "remote_addr",
-        "connected_at",
-        "subscribed",
-        "messages_in",
-        "messages_out",
-        "rate_in",
-        "rate_out",
-        "last_activity_at",
-        "closed_at",
-        "close_code",
-        "resumed",
+        cells.session,
+        cells.connected,
+        cells.subscriptions,
+        cells.messages,
+        cells.activity,
     ]
     list_filter = [
         OpenFilter,
@@ -141,18 +140,6 @@ class StreamSessionAdmin(ReadOnlyMixin, LiveModelAdmin):
     search_fields = ["session_id", "user__username", "remote_addr"]
     actions = ["disconnect"]
     date_hierarchy = "connected_at"
-
-    @admin.display(description="session", ordering="session_id")
-    def short_id(self, obj: StreamSession) -> str:
-        return obj.session_id[:12]
-
-    @admin.display(description="resumed from", ordering="resumed_from")
-    def resumed(self, obj: StreamSession) -> str:
-        return obj.resumed_from[:12] or "—"
-
-    @admin.display(description="subscriptions")
-    def subscribed(self, obj: StreamSession) -> str:
-        return ", ".join(obj.subscriptions) or "—"
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -192,27 +179,17 @@ class StreamSessionAdmin(ReadOnlyMixin, LiveModelAdmin):
 @admin.register(WorkerProcess)
 class WorkerProcessAdmin(ReadOnlyMixin, LiveModelAdmin):
     list_display = [
-        "worker_id",
-        "host",
-        "pid",
+        cells.worker,
         "state",
-        "connections",
-        "subscriptions",
-        "messages_in_per_s",
-        "messages_out_per_s",
-        "cpu_percent",
-        "memory",
-        "loop_lag_ms",
-        "layer_latency_ms",
-        "heartbeat_at",
+        cells.worker_load,
+        cells.worker_messages,
+        cells.resources,
+        cells.latency,
+        cells.heartbeat,
     ]
     list_filter = ["state", "host"]
     actions = ["drain"]
     change_list_template = "admin/streaming/workerprocess/change_list.html"
-
-    @admin.display(description="memory", ordering="rss_bytes")
-    def memory(self, obj: WorkerProcess) -> str:
-        return f"{obj.rss_bytes / 1_048_576:.0f} MB"
 
     def has_drain_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("streaming.change_workerprocess")
@@ -226,7 +203,12 @@ class WorkerProcessAdmin(ReadOnlyMixin, LiveModelAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         board = self.admin_site.admin_view(self.dashboard_view)
-        return [path("dashboard/", board, name="streaming_dashboard"), *super().get_urls()]
+        data = self.admin_site.admin_view(self.dashboard_data_view)
+        return [
+            path("dashboard/", board, name="streaming_dashboard"),
+            path("dashboard/data.json", data, name="streaming_dashboard_data"),
+            *super().get_urls(),
+        ]
 
     def dashboard_view(self, request: HttpRequest) -> TemplateResponse:
         if not self.has_view_permission(request):
@@ -237,11 +219,15 @@ class WorkerProcessAdmin(ReadOnlyMixin, LiveModelAdmin):
             {
                 **self.admin_site.each_context(request),
                 "title": "Streaming load, last hour",
-                "charts": dashboard.charts(now=timezone.now()),
+                "data": dashboard.dashboard_data(now=timezone.now()),
                 "opts": self.model._meta,
-                "workers": WorkerProcess.objects.filter(state__in=["running", "draining"]),
             },
         )
+
+    def dashboard_data_view(self, request: HttpRequest) -> JsonResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return JsonResponse(dashboard.dashboard_data(now=timezone.now()))
 
 
 @admin.register(ServiceConfig)
@@ -286,6 +272,13 @@ class LimitOverrideAdmin(admin.ModelAdmin):
     list_display = ["limit", "scope", "user", "group", "service", "worker_id", "value", "updated_at"]
     list_filter = ["limit", "scope"]
     autocomplete_fields = ["user", "group"]
+    change_list_template = "admin/streaming/limitoverride/change_list.html"
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        defaults = [(label, getattr(streaming_settings, name)) for name, label in LimitOverride.LIMITS]
+        return super().changelist_view(request, {**(extra_context or {}), "limit_defaults": defaults})
 
     def save_model(self, request: HttpRequest, obj: LimitOverride, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
@@ -314,7 +307,16 @@ class LoadSampleAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ["at", "kind", "user", "application", "session_id", "remote_addr", "close_code", "detail"]
+    list_display = [
+        "at",
+        "kind",
+        "user",
+        "application",
+        cells.audit_session,
+        "remote_addr",
+        "close_code",
+        "detail",
+    ]
     list_filter = ["kind"]
     list_select_related = ["user", "application"]
     search_fields = ["user__username", "session_id", "remote_addr", "detail"]

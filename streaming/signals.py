@@ -9,11 +9,11 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
-from oauth2_provider.models import get_access_token_model
+from oauth2_provider.models import get_access_token_model, get_application_model
 
-from accounts.signals import approval_changed, is_token_rotation
+from accounts.signals import approval_changed, authorization_refused, is_token_rotation
 from streaming.bus import control
-from streaming.models import ServiceConfig
+from streaming.models import AuditEntry, ServiceConfig
 from streaming.wire.protocol import CLOSE_UNAUTHENTICATED
 
 
@@ -47,3 +47,17 @@ def approval(sender: Any, user_ids: frozenset[int], **kwargs: Any) -> None:
 def service_switched(sender: Any, instance: ServiceConfig, **kwargs: Any) -> None:
     name, enabled = instance.name, instance.enabled
     transaction.on_commit(lambda: control.broadcast("service", name=name, enabled=enabled))
+
+
+@receiver(authorization_refused, dispatch_uid="streaming.authorization_refused")
+def consent_refused(
+    sender: Any, user: Any, client_id: str, remote_addr: str, error: str, description: str, **kwargs: Any
+) -> None:
+    """A refusal at the consent page belongs in the audit log with the socket-level denials."""
+    AuditEntry.objects.create(
+        kind=AuditEntry.Kind.DENIED,
+        user=user if user.is_authenticated else None,
+        application=get_application_model().objects.filter(client_id=client_id).first(),
+        remote_addr=remote_addr[:64],
+        detail=f"OAuth consent refused ({error}): {description}"[:300],
+    )

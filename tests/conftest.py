@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -19,6 +21,10 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
     test = settings.DATABASES["default"].setdefault("TEST", {})
     if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
         test["NAME"] = f"test_widgetapp_{os.getpid()}"
+    else:
+        # A file, not SQLite's shared in-memory database: its table locks fail at once instead of
+        # waiting, and server subprocesses could not open it.
+        test["NAME"] = str(Path(tempfile.gettempdir()) / f"test_widgetapp_{os.getpid()}.sqlite3")
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import signal
 import time
 from datetime import timedelta
 from io import StringIO
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -22,6 +23,7 @@ from django.test import AsyncClient
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from streaming import services
 from streaming.delivery.load import LoadMeter
 from streaming.delivery.worker import get_worker
 from streaming.models import AuditEntry, LoadSample, ServiceConfig, StreamSession, WorkerProcess
@@ -31,6 +33,8 @@ from streaming.ops.cleanup import workers_sweep
 from streaming.ops.records import Recorder, recorder_of, write
 from tests.conftest import database_url_for_subprocess
 from tests.streaming_helpers import make_user, open_session, recv, send, token_for
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -485,7 +489,7 @@ def test_sessions_list_and_dashboard_update_live_in_chromium(server, alice, djan
     wait_for(lambda: StreamSession.objects.filter(closed_at__isnull=True).exists())
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        page = browser.new_page()
+        page = browser.new_page(viewport={"width": 1024, "height": 800})
         page.goto(f"{server.url}/admin/login/?next=/admin/streaming/streamsession/%3Fstatus%3Dopen")
         page.fill("#id_username", "boss")
         page.fill("#id_password", "a long admin password")
@@ -496,11 +500,31 @@ def test_sessions_list_and_dashboard_update_live_in_chromium(server, alice, djan
         sync_api.expect(rows).to_have_count(2, timeout=10_000)
         sync_api.expect(page.locator("#result_list")).to_contain_text(f"notifications/{alice.pk}")
         sync_api.expect(page.locator("#streaming-live-stamp")).to_contain_text("Live: updated")
+        # The counts around the table follow the rows the live update drew.
+        sync_api.expect(page.locator("#changelist .paginator")).to_contain_text("2 sessions")
+        sync_api.expect(page.locator(".action-counter")).to_have_text("0 of 2 selected")
+        sync_api.expect(page.locator("#site-name")).to_have_text("WidgetApp Streaming")
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        page.screenshot(path=str(ARTIFACTS / "admin-sessions-live.png"), full_page=True)
         first.close()
         sync_api.expect(rows).to_have_count(1, timeout=10_000)
         page.goto(f"{server.url}/admin/streaming/workerprocess/dashboard/")
-        sync_api.expect(page.locator("#streaming-dashboard svg")).to_have_count(4)
-        sync_api.expect(page.locator("#streaming-dashboard polyline").first).to_be_attached()
+        charts = page.locator("#streaming-dashboard .streaming-chart")
+        # Four fleet charts, one per worker, one per service; each a uPlot canvas with a legend.
+        sync_api.expect(charts).to_have_count(4 + 1 + len(services.names()), timeout=10_000)
+        sync_api.expect(page.locator("#streaming-charts-fleet canvas")).to_have_count(4)
+        sync_api.expect(page.locator('[data-chart="fleet-connections"] .u-title')).to_have_text("Connections")
+        drawn = page.evaluate(
+            """() => [...document.querySelectorAll('#streaming-charts-fleet canvas')].every((canvas) => {
+                 const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+                 return pixels.some((value, i) => i % 4 === 3 && value > 0);
+               })"""
+        )
+        assert drawn  # every fleet chart drew something
+        page.locator('[data-chart="fleet-connections"] .u-over').hover()
+        legend = page.locator('[data-chart="fleet-connections"] .u-legend .u-series').nth(1)
+        sync_api.expect(legend).to_contain_text("connection")  # hover values in the legend, with units
+        page.screenshot(path=str(ARTIFACTS / "admin-dashboard.png"), full_page=True)
         browser.close()
     second.close()
 

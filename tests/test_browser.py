@@ -1,8 +1,11 @@
-"""The demo page in real Chromium against a real daphne: PKCE sign-in, live widgets, restarts, refusal."""
+"""The demo pages in real Chromium against a real daphne: PKCE sign-in, live widgets, restarts,
+refusals, consent, a phone-sized screen and sign-out on SQLite."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,9 +22,10 @@ from oauth2_provider.models import AccessToken, Application
 from accounts.models import User
 from accounts.services import group_approve
 from streaming.delivery.publish import publish
-from streaming.models import ServiceConfig
+from streaming.models import AuditEntry, ServiceConfig
 from tests.conftest import database_url_for_subprocess
-from tests.servers import DaphneProcess, free_port
+from tests.servers import ROOT, DaphneProcess, free_port
+from widgetapp.widgets.management.commands.seed_demo import DEMO_PASSWORD
 from widgetapp.widgets.models import Widget
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -193,7 +197,7 @@ def test_pkce_sign_in_shows_widgets_and_live_changes(site: Site, page: Any) -> N
     expect(rows).to_have_count(3)
     expect(rows.first.locator("td.name")).to_have_text("Doohickey")
     expect(page.locator('li[data-service="widgets"]')).to_have_attribute("data-available", "true")
-    expect(page.locator('li[data-service="load"] .availability')).to_have_text("not available")
+    expect(page.locator('li[data-service="load"]')).to_have_count(0)  # never asked for, not shown
 
     gizmo = off_loop(Widget.objects.get, name="Gizmo")
     gizmo.quantity = 42
@@ -319,3 +323,106 @@ def test_staff_sees_load_and_their_session_live_in_the_admin(site: Site, page: A
     dashboard = admin.goto(f"{site.url}{page.locator('a', has_text='Load dashboard').get_attribute('href')}")
     assert dashboard.status == 200
     screenshot(admin, "admin-load-dashboard.png")
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+def fits(page: Any) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]
+
+
+def test_outsider_sees_one_refusal_and_a_next_step(site: Site, page: Any) -> None:
+    make_user("otto")
+    sign_in(page, site, "otto")
+
+    expect(page.locator("#problem-message")).to_have_text(NOT_APPROVED)
+    expect(page.locator("#problem-detail")).to_contain_text("Ask an administrator")
+    expect(page.get_by_role("link", name="Back to the home page")).to_be_visible()
+    expect(page.locator("#problem-retry")).to_be_hidden()
+    expect(page.locator("#streams")).to_be_hidden()
+    assert page.locator("table:visible").count() == 0
+    assert page.get_by_text("not available to your account").filter(visible=True).count() == 0
+    screenshot(page, "outsider.png")
+    denied = off_loop(lambda: list(AuditEntry.objects.filter(kind="denied", user__username="otto")))
+    assert len(denied) == 1 and "consent refused" in denied[0].detail
+
+
+def test_cancelled_consent_says_so_and_offers_to_allow(site: Site, page: Any) -> None:
+    make_user("cleo", services=("widgets", "notifications"))
+    sign_in(page, site, "cleo")
+    cancel = page.get_by_role("button", name="Cancel")
+    allow = page.get_by_role("button", name="Allow")
+    assert cancel.evaluate("e => getComputedStyle(e).backgroundColor") != allow.evaluate(
+        "e => getComputedStyle(e).backgroundColor"
+    )
+    screenshot(page, "consent.png")
+    cancel.click()
+
+    expect(page.locator("#problem-message")).to_have_text("You did not allow this page to stream for you.")
+    expect(page.get_by_role("button", name="Sign in to the stream again")).to_be_visible()
+    assert page.get_by_text("not available to your account").filter(visible=True).count() == 0
+    screenshot(page, "consent-cancelled.png")
+
+
+def test_live_page_on_a_phone_with_a_test_notification(site: Site, browser: Any) -> None:
+    make_user("pia", services=("widgets", "notifications"))
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    page.goto(site.url + "/")
+    expect(page.get_by_role("link", name="Sign in to start")).to_have_css("color", "rgb(255, 255, 255)")
+    assert fits(page)
+    screenshot(page, "home-390.png")
+    open_live_page(page, site, "pia")
+
+    expect(page.locator("#services li")).to_have_count(2)  # no badge for a service never asked for
+    expect(page.locator("#widgets .hint")).to_contain_text("watch")
+    page.get_by_role("button", name="Send me a test notification").click()
+    expect(page.locator("#notification-list li")).to_contain_text("Test notification", timeout=3000)
+    assert fits(page)
+    screenshot(page, "live-390.png")
+    assert page.request.get(site.url + "/favicon.ico").status == 200
+    context.close()
+
+
+@pytest.fixture
+def sqlite_site(tmp_path: Path) -> Any:
+    """`make run`'s setup on a port of its own: SQLite file, in-memory layer, seeded demo."""
+    port = free_port()
+    env = {
+        "DJANGO_DEBUG": "1",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "REDIS_URL": "",
+        "STREAMING_ALLOWED_ORIGINS": f"http://127.0.0.1:{port}",
+    }
+    manage = [sys.executable, "manage.py"]
+    full_env = {**DaphneProcess(env).env}
+    for command in (["migrate", "--noinput"], ["seed_demo"]):
+        subprocess.run([*manage, *command], cwd=ROOT, env=full_env, check=True, capture_output=True)
+    redirect = f"http://127.0.0.1:{port}/app/callback"
+    code = (
+        "from oauth2_provider.models import Application as A;"
+        f"A.objects.filter(client_id='widgetapp-browser').update(redirect_uris='{redirect}')"
+    )
+    subprocess.run([*manage, "shell", "-c", code], cwd=ROOT, env=full_env, check=True, capture_output=True)
+    server = DaphneProcess(env, port=port, log_path=tmp_path / "daphne.log").start()
+    yield server
+    server.stop()
+
+
+def test_sign_out_on_sqlite_has_no_server_error(sqlite_site: DaphneProcess, page: Any) -> None:
+    page.goto(f"{sqlite_site.url}/accounts/login/?next=/app/")
+    page.get_by_label("Username").fill("demo")
+    page.get_by_label("Password").fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Allow").click()
+    expect(page.locator("#connection-state")).to_have_attribute("data-state", "open")
+    statuses: list[int] = []
+    page.on("response", lambda response: statuses.append(response.status))
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(f"{sqlite_site.url}/")
+
+    assert statuses and all(status < 500 for status in statuses)
+    assert sqlite_site.log_path is not None
+    log = sqlite_site.log_path.read_text()
+    assert "database is locked" not in log and "Traceback" not in log

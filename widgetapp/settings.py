@@ -83,8 +83,17 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Several threads of one process write (sessions, admin); wait instead of failing on a lock.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Several threads of one process write at once (sign-out revokes two tokens in parallel, the
+    # session recorder, the admin). Transactions take the write lock when they begin, so a second
+    # writer waits up to `timeout` seconds for it instead of failing with "database is locked";
+    # WAL lets readers carry on while one writes.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:

@@ -5,10 +5,16 @@ from django.urls import include, path
 
 from widgetapp import views
 
+admin.site.site_header = "WidgetApp Streaming"
+admin.site.site_title = "WidgetApp Streaming"
+admin.site.index_title = "Administration"
+
 urlpatterns = [
     path("", views.home, name="home"),
     path("app/", views.live, name="app"),
     path("app/callback", views.live, name="app-callback"),
+    path("app/test-notification", views.test_notification, name="app-test-notification"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("o/", include("accounts.oauth_urls")),
     path("accounts/", include("django.contrib.auth.urls")),

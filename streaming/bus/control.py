@@ -19,7 +19,7 @@ from streaming.delivery.worker import Worker
 
 logger = logging.getLogger(__name__)
 
-GROUP = "streaming.control"
+GROUP = "streaming.bus.control"
 
 Operation = Callable[[Worker, dict[str, Any]], Awaitable[None] | None]
 
@@ -39,7 +39,7 @@ def operation(name: str) -> Callable[[Operation], Operation]:
 async def abroadcast(op: str, **fields: Any) -> None:
     layer = get_channel_layer()
     if layer is not None:
-        await layer.group_send(GROUP, {"type": "streaming.control", "op": op, **fields})
+        await layer.group_send(GROUP, {"type": "streaming.bus.control", "op": op, **fields})
 
 
 def broadcast(op: str, **fields: Any) -> None:
@@ -62,7 +62,7 @@ async def listen(worker: Worker) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    channel = await layer.new_channel("streaming.worker.")
+    channel = await layer.new_channel("streaming.delivery.worker.")
     await layer.group_add(GROUP, channel)
     while True:
         try:

@@ -61,4 +61,3 @@ class LoadMeter:
             "uptime_s": round(time.time() - worker.started, 1),
         }
         return self.latest
-

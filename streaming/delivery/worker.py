@@ -34,6 +34,7 @@ class Connection(Protocol):
 
     def cancel_timers(self) -> None: ...
 
+
 logger = logging.getLogger(__name__)
 
 

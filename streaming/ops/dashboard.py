@@ -1,120 +1,67 @@
-"""Load charts of the last hour, per worker, as plain SVG geometry for the admin dashboard."""
+"""The load dashboard's data: per-worker series from LoadSample, per-service figures, as JSON."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from streaming.models import LoadSample
+from streaming import services
+from streaming.models import LoadSample, StreamSession
 
-WIDTH, HEIGHT = 640, 160
-#: Points per series at most; samples are bucketed (peak of each bucket) beyond that.
-MAX_POINTS = 360
-COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777"]
-
-ChartValue = Callable[[dict[str, Any]], float]
-
-#: (title, unit, value of one sample)
-CHARTS: list[tuple[str, str, ChartValue]] = [
-    ("Connections", "", lambda s: s["connections"]),
-    ("Messages per second (in + out)", "/s", lambda s: s["messages_in_per_s"] + s["messages_out_per_s"]),
-    ("CPU", "%", lambda s: s["cpu_percent"]),
-    ("Memory (RSS)", " MB", lambda s: s["rss_bytes"] / 1_048_576),
-]
-
-
-@dataclass
-class Series:
-    worker: str
-    color: str
-    points: str
-    last: float
+#: The measures of a LoadSample drawn on the dashboard (charts are declared in dashboard.js).
+WORKER_FIELDS = (
+    "connections",
+    "subscriptions",
+    "messages_in_per_s",
+    "messages_out_per_s",
+    "cpu_percent",
+    "rss_bytes",
+    "loop_lag_ms",
+)
+#: Points per worker series at most; older samples are thinned (every n-th) beyond that.
+MAX_POINTS = 720
 
 
-@dataclass
-class Chart:
-    title: str
-    unit: str
-    top: float
-    series: list[Series] = field(default_factory=list)
-    width: int = WIDTH
-    height: int = HEIGHT
-
-    @property
-    def gridlines(self) -> list[dict[str, Any]]:
-        return [
-            {"y": round(self.height * (1 - f), 1), "label": _fmt(self.top * f)} for f in (0.25, 0.5, 0.75, 1)
-        ]
-
-
-def _fmt(value: float) -> str:
-    return f"{value:,.0f}" if value >= 10 else f"{value:g}"
-
-
-def _top(values: list[float]) -> float:
-    """A round upper bound for the y axis: 1, 2 or 5 times a power of ten."""
-    peak = max(values, default=0.0)
-    magnitude = 1.0
-    while True:
-        for step in (1, 2, 5):
-            if step * magnitude >= peak:
-                return step * magnitude
-        magnitude *= 10
-
-
-def samples_by_worker(since: datetime) -> dict[str, list[dict[str, Any]]]:
+def worker_series(since: datetime) -> dict[str, dict[str, list[float]]]:
+    """Per worker: `t` (Unix seconds) and one list per field, oldest first."""
     rows = (
         LoadSample.objects.filter(at__gte=since)
         .order_by("at")
-        .values(
-            "worker__worker_id",
-            "at",
-            "connections",
-            "messages_in_per_s",
-            "messages_out_per_s",
-            "cpu_percent",
-            "rss_bytes",
-        )
+        .values_list("worker__worker_id", "at", *WORKER_FIELDS)
     )
-    by_worker: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        by_worker[row["worker__worker_id"]].append(row)
-    return by_worker
+    by_worker: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for worker, at, *values in rows:
+        series = by_worker[worker]
+        series["t"].append(at.timestamp())
+        for name, value in zip(WORKER_FIELDS, values, strict=True):
+            series[name].append(value)
+    return {worker: _thinned(dict(series)) for worker, series in sorted(by_worker.items())}
 
 
-def _polyline(
-    samples: list[dict[str, Any]], value: ChartValue, since: datetime, span: float, top: float
-) -> str:
-    buckets: dict[int, float] = {}
-    for sample in samples:
-        x = int((sample["at"] - since).total_seconds() / span * MAX_POINTS)
-        buckets[x] = max(buckets.get(x, 0.0), value(sample))
-    return " ".join(
-        f"{x * WIDTH / MAX_POINTS:.1f},{HEIGHT - min(v, top) / top * HEIGHT:.1f}"
-        for x, v in sorted(buckets.items())
-    )
+def _thinned(series: dict[str, list[float]]) -> dict[str, list[float]]:
+    step = -(-len(series["t"]) // MAX_POINTS)
+    return {name: values[::step] for name, values in series.items()} if step > 1 else series
 
 
-def charts(*, now: datetime, minutes: int = 60) -> list[Chart]:
-    """One chart per load measure, one line per worker, over the last `minutes`."""
-    since = now - timedelta(minutes=minutes)
-    span = minutes * 60.0
-    by_worker = samples_by_worker(since)
-    result = []
-    for title, unit, value in CHARTS:
-        top = _top([value(s) for samples in by_worker.values() for s in samples])
-        chart = Chart(title=title, unit=unit, top=top)
-        for index, (worker, samples) in enumerate(sorted(by_worker.items())):
-            chart.series.append(
-                Series(
-                    worker=worker,
-                    color=COLORS[index % len(COLORS)],
-                    points=_polyline(samples, value, since, span, top),
-                    last=round(value(samples[-1]), 1),
-                )
-            )
-        result.append(chart)
-    return result
+def service_figures() -> dict[str, dict[str, float]]:
+    """Per service, what the database knows now: open sessions subscribed to it.
+
+    Per-service publish and delivery rates are not recorded yet; when they are (e.g. a per-service
+    map on LoadSample), they join this dict and dashboard.js draws them with no other change.
+    """
+    subscribed: Counter[str] = Counter()
+    open_sessions = StreamSession.objects.filter(closed_at__isnull=True)
+    for subscriptions in open_sessions.values_list("subscriptions", flat=True):
+        subscribed.update({entry.split("/", 1)[0] for entry in subscriptions})
+    return {name: {"subscribed_sessions": subscribed[name]} for name in services.names()}
+
+
+def dashboard_data(*, now: datetime, minutes: int = 60) -> dict[str, Any]:
+    """Everything the dashboard draws, for the last `minutes`."""
+    return {
+        "now": now.timestamp(),
+        "minutes": minutes,
+        "workers": worker_series(now - timedelta(minutes=minutes)),
+        "services": service_figures(),
+    }

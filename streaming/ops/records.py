@@ -269,7 +269,7 @@ class Recorder:
             if self.layer_channel is None:
                 # The control listener's prefix: channels_redis reads all of a process's channels through
                 # one Redis list per prefix, and only the listener's list is being read.
-                self.layer_channel = await layer.new_channel("streaming.worker.")
+                self.layer_channel = await layer.new_channel("streaming.delivery.worker.")
             started = time.perf_counter()
             await layer.send(self.layer_channel, {"type": "streaming.probe"})
             await asyncio.wait_for(layer.receive(self.layer_channel), 2.0)

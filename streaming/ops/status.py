@@ -10,6 +10,7 @@ from django.db.models import Max
 
 from streaming import services
 from streaming.models import LoadSample, ServiceConfig, StreamSession, WorkerProcess
+from streaming.ops.units import format_bytes, format_count, format_duration, format_percent, format_rate
 
 #: Workers that stopped or died this recently are still shown.
 RECENT = timedelta(minutes=10)
@@ -48,27 +49,16 @@ def workers_table(now: datetime) -> str:
             w.state,
             w.connections,
             w.subscriptions,
-            w.messages_in_per_s,
-            w.messages_out_per_s,
-            w.cpu_percent,
-            round(w.rss_bytes / 1_048_576, 1),
-            w.loop_lag_ms,
-            round((now - w.heartbeat_at).total_seconds(), 1),
+            format_rate(w.messages_in_per_s),
+            format_rate(w.messages_out_per_s),
+            format_percent(w.cpu_percent),
+            format_bytes(w.rss_bytes),
+            format_duration(w.loop_lag_ms / 1000),
+            f"{format_duration((now - w.heartbeat_at).total_seconds())} ago",
         )
         for w in workers.order_by("worker_id")
     ]
-    headers = [
-        "worker",
-        "state",
-        "conns",
-        "subs",
-        "in/s",
-        "out/s",
-        "cpu %",
-        "rss MB",
-        "lag ms",
-        "heartbeat s",
-    ]
+    headers = ["worker", "state", "conns", "subs", "in", "out", "cpu", "memory", "loop lag", "heartbeat"]
     return table(headers, rows) if rows else "no workers recorded"
 
 
@@ -93,8 +83,8 @@ def load_summary(now: datetime) -> str:
     return (
         f"open sessions: {open_sessions.count()} "
         f"({open_sessions.exclude(user=None).values('user').distinct().count()} user(s)); "
-        f"last hour peaks per worker: {peak['connections'] or 0} connections, "
-        f"{peak['cpu'] or 0:.1f} % CPU, {peak['lag'] or 0:.1f} ms loop lag"
+        f"last hour peaks per worker: {format_count(peak['connections'] or 0, 'connection')}, "
+        f"{format_percent(peak['cpu'] or 0)} CPU, {format_duration((peak['lag'] or 0) / 1000)} loop lag"
     )
 
 

@@ -7,9 +7,13 @@
 import { ClientClosed, ConnectionLost, StreamClient } from "../streaming/client.js";
 import { Inventory } from "./inventory.js";
 import { OAuthError, Tokens, beginAuthorization, completeAuthorization } from "./oauth.js";
+import { formatBytes, formatDuration, formatPercent, formatRate } from "../streaming/units.js";
 
 const config = JSON.parse(document.getElementById("app-config").textContent);
 const NOT_APPROVED = "Your account is not in a group approved for streaming.";
+const ASK_ADMIN =
+  "Ask an administrator to add your account to an approved group, then open this page again; " +
+  "or sign out and sign in with another account.";
 const MAX_NOTIFICATIONS = 50;
 // Reset reasons that mean "refetch"; any other reason is the error code that ended the stream.
 const CONTINUITY_LOST = new Set(["not_recovered", "epoch_changed", "gap"]);
@@ -41,7 +45,7 @@ async function main() {
   const allowed = new Set(client.welcome.services);
   if (allowed.has("widgets")) await followWidgets(client);
   else markUnavailable("widgets");
-  if (allowed.has("notifications")) followNotifications(client);
+  if (allowed.has("notifications") && $("notifications")) followNotifications(client);
   else markUnavailable("notifications");
   if (allowed.has("load") && $("load")) await followLoad(client);
   else markUnavailable("load");
@@ -70,6 +74,7 @@ async function followWidgets(client) {
 
 function followNotifications(client) {
   const list = $("notification-list");
+  offerTestNotification();
   client.subscribe("notifications", null, {
     onreset: whenReset("notifications", () => {}), // nothing to refetch: missed ones stay missed
     onevent: (event) => {
@@ -83,6 +88,33 @@ function followNotifications(client) {
       $("notifications-empty").hidden = true;
     },
   });
+}
+
+/** The "send me a test notification" button: the server publishes one to this user's stream. */
+function offerTestNotification() {
+  const button = $("send-test-notification");
+  const status = $("test-notification-status");
+  button.disabled = false;
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    status.textContent = "Sending…";
+    try {
+      const response = await fetch(config.testNotificationUrl, {
+        method: "POST",
+        headers: { "X-CSRFToken": csrfToken() },
+        credentials: "same-origin",
+      });
+      status.textContent = response.ok ? "Sent; watch it arrive below." : `Not sent (${response.status}).`;
+    } catch (error) {
+      status.textContent = `Not sent: ${error.message}`;
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+function csrfToken() {
+  return document.querySelector("input[name=csrfmiddlewaretoken]")?.value ?? "";
 }
 
 function notificationText(data) {
@@ -149,6 +181,7 @@ function renderServices(allowed) {
 
 function showAvailability(service, available) {
   const item = document.querySelector(`#services li[data-service="${service}"]`);
+  if (!item) return;
   item.dataset.available = String(available);
   item.querySelector(".availability").textContent = available ? "available" : "not available";
 }
@@ -169,7 +202,7 @@ function renderWidgets(inventory, changedId = null) {
     if (widget.id === changedId) row.className = "changed";
     const updated = document.createElement("time");
     updated.dateTime = widget.updated_at ?? "";
-    updated.textContent = widget.updated_at ? new Date(widget.updated_at).toLocaleString() : "";
+    updated.textContent = widget.updated_at ? shortTime(new Date(widget.updated_at)) : "";
     for (const name of ["name", "colour", "quantity"]) {
       const cell = row.insertCell();
       cell.className = name;
@@ -182,6 +215,12 @@ function renderWidgets(inventory, changedId = null) {
   $("widgets-empty").hidden = rows.length > 0;
   $("widgets").dataset.applied = inventory.applied.join(" ");
   $("widgets").dataset.ready = "true";
+}
+
+/** The time of day for today's changes, the date for older ones: fits a phone's column. */
+function shortTime(date) {
+  const today = date.toDateString() === new Date().toDateString();
+  return today ? date.toLocaleTimeString() : date.toLocaleDateString();
 }
 
 function renderLoad(workers) {
@@ -198,10 +237,10 @@ function renderLoad(workers) {
       load.state,
       load.connections,
       load.subscriptions,
-      load.deliveries_per_s,
-      `${Math.round(load.cpu_percent)} %`,
-      `${Math.round(load.rss_bytes / 2 ** 20)} MiB`,
-      `${load.loop_lag_ms} ms`,
+      formatRate(load.deliveries_per_s),
+      formatPercent(load.cpu_percent),
+      formatBytes(load.rss_bytes),
+      formatDuration(load.loop_lag_ms / 1000),
     ];
     for (const value of cells) row.insertCell().textContent = value;
     rows.push(row);
@@ -209,13 +248,13 @@ function renderLoad(workers) {
   $("load-rows").replaceChildren(...rows);
 }
 
-/** The page could not start streaming: say why, and show nothing as available. */
+/** The page could not start streaming: say why and what to do, instead of empty tables. */
 function refused(error) {
   showProblem(error);
   if (client && client.state !== "closed") return;
   showState("closed");
   renderServices([]);
-  for (const section of document.querySelectorAll("section:has(.unavailable)")) markUnavailable(section.id);
+  $("streams").hidden = true;
 }
 
 function showProblem(error) {
@@ -224,6 +263,8 @@ function showProblem(error) {
   $("problem-message").textContent = message;
   $("problem-detail").textContent = detail;
   $("problem-retry").hidden = !retry;
+  $("problem-home").hidden = retry;
+  $("problem-next").hidden = false;
   $("problem").hidden = false;
 }
 
@@ -231,10 +272,11 @@ function explain(error) {
   if (error instanceof OAuthError) {
     const denied = ["access_denied", "invalid_scope"].includes(error.error);
     if (denied && !config.approved) {
-      return { message: NOT_APPROVED, detail: error.description, retry: false };
+      return { message: NOT_APPROVED, detail: ASK_ADMIN, retry: false };
     }
     if (error.error === "access_denied") {
-      return { message: "You did not allow this page to stream for you.", detail: "", retry: true };
+      const detail = "Nothing is streamed until you allow it. You can change your mind at any time.";
+      return { message: "You did not allow this page to stream for you.", detail, retry: true };
     }
     if (error.error === "invalid_grant") {
       return { message: "Your streaming sign-in has expired.", detail: error.description, retry: true };

@@ -1,5 +1,5 @@
 // Live admin pages without a reload: change lists poll their live.json every 2 s and replace their
-// rows (keeping what is ticked); the load dashboard re-fetches its charts every few seconds.
+// rows (keeping what is ticked) and the counts around them. The load dashboard has dashboard.js.
 "use strict";
 
 (function () {
@@ -35,6 +35,24 @@
       return old;
     });
     tbody.replaceChildren(...rows);
+    updateCounters(table, data);
+  }
+
+  // The counts around the table (paginator, "0 of N selected", "N results") follow its rows.
+  function updateCounters(table, data) {
+    const paginator = document.querySelector("#changelist .paginator");
+    if (paginator && data.paginator) paginator.outerHTML = data.paginator;
+    const counter = document.querySelector(".action-counter");
+    if (counter) {
+      const ticked = table.querySelectorAll("tbody input.action-select:checked").length;
+      counter.dataset.actionsIcnt = String(data.rows.length);
+      counter.textContent = ticked + " of " + data.rows.length + " selected";
+    }
+    const summary = document.querySelector("#changelist-search .quiet");
+    const first = summary && summary.firstChild;
+    if (first && first.nodeType === Node.TEXT_NODE) {
+      first.textContent = data.count + (data.count === 1 ? " result (" : " results (");
+    }
   }
 
   function pollChangelist(changelist) {
@@ -58,27 +76,9 @@
     window.setTimeout(tick, CHANGELIST_SECONDS * 1000);
   }
 
-  function pollDashboard(board) {
-    const seconds = Number(board.dataset.refreshSeconds || 5);
-    const tick = () => {
-      fetch(window.location.href, { credentials: "same-origin" })
-        .then((response) => (response.ok ? response.text() : Promise.reject(response.status)))
-        .then((html) => {
-          const next = new DOMParser().parseFromString(html, "text/html").getElementById("streaming-dashboard");
-          if (next) board.innerHTML = next.innerHTML;
-          stamp(board);
-        })
-        .catch(() => {})
-        .finally(() => window.setTimeout(tick, seconds * 1000));
-    };
-    window.setTimeout(tick, seconds * 1000);
-  }
-
   function start() {
-    const board = document.getElementById("streaming-dashboard");
     const changelist = document.getElementById("changelist");
-    if (board) pollDashboard(board);
-    else if (changelist && /\/$/.test(window.location.pathname)) pollChangelist(changelist);
+    if (changelist && /\/$/.test(window.location.pathname)) pollChangelist(changelist);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
