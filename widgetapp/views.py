@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from accounts.services import user_is_approved
 from streaming import services
-from widgetapp.widgets.management.commands.seed_demo import BROWSER_CLIENT_ID
+from widgetapp.widgets.browser_client import BROWSER_CLIENT_ID
 
 # Staff links from the live page to the admin's live views (label, URL name).
 ADMIN_LINKS = [
