@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from django.contrib.auth.models import Group
 from accounts.models import User
 from accounts.services import group_approve
 from streaming.models import StreamSession
-from tests.servers import ROOT, free_port
+from tests.servers import free_port, run_make
 from tests.streaming_helpers import make_user, token_for
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, off_loop, screenshot
 from tests.test_chaos import assert_every_event_once_in_order, report, run_chaos
@@ -47,16 +46,7 @@ class Site:
         return f"https://localhost:{self.https_port}"
 
     def make(self, *args: str, timeout: float = 180) -> None:
-        with open(self.dir.parent / "make.log", "ab") as out:
-            subprocess.run(
-                ["make", "-s", *args],
-                cwd=ROOT,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                check=True,
-                timeout=timeout,
-            )
+        run_make(list(args), self.env, self.dir.parent / "make.log", timeout)
 
     def host(self, target: str, index: int, *args: str) -> None:
         """`make restart` / `make scale` for one host of the site."""
