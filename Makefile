@@ -10,7 +10,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 PYTEST_ARGS ?=
 
-.PHONY: run test lint venv services chromium migrate seed serve restart stop bench
+.PHONY: run test lint venv services chromium migrate seed serve restart scale stop site site-stop bench
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,11 +38,16 @@ run: seed
 	DJANGO_DEBUG=1 HOST=$(HOST) PORT=$(PORT) RUN_DIR=$(RUN_DIR) PY=$(PY) ./scripts/run-demo.sh
 
 ## Production: WORKERS daphne workers behind one socket on HOST:PORT under supervisord, in the
-## foreground; reads DATABASE_URL, REDIS_URL (required when WORKERS > 1), DJANGO_*. See README.
+## foreground; reads DATABASE_URL, REDIS_URL (required when WORKERS > 1), DJANGO_*, PUBLIC_ORIGINS,
+## TRUSTED_PROXIES, MAX_WORKERS, NOFILE. See docs/operations.md.
 RUN_DIR ?= $(CURDIR)/run
 
 serve: venv
 	WORKERS=$(WORKERS) HOST=$(HOST) PORT=$(PORT) RUN_DIR=$(RUN_DIR) ./deploy/serve.sh
+
+## Change the number of workers of a running `make serve` without an outage (new ones start first).
+scale:
+	WORKERS=$(WORKERS) HOST=$(HOST) PORT=$(PORT) RUN_DIR=$(RUN_DIR) ./deploy/scale.sh
 
 ## Rolling restart of a running `make serve`: one worker at a time, each draining first.
 restart:
@@ -51,6 +56,20 @@ restart:
 ## Stop every worker (each drains first) and supervisord.
 stop:
 	RUN_DIR=$(RUN_DIR) ./deploy/stop.sh
+
+## nginx with TLS (self-signed on first run) on HTTPS_PORT in front of one stack per BACKEND_PORTS
+## entry, each a `make serve` of WORKERS workers with its own RUN_DIR under SITE_DIR.
+SITE_DIR ?= $(RUN_DIR)/site
+HTTPS_PORT ?= 8443
+HTTP_PORT ?= 8080
+BACKEND_PORTS ?= 8001 8002
+
+site: venv
+	SITE_DIR=$(SITE_DIR) HTTPS_PORT=$(HTTPS_PORT) HTTP_PORT=$(HTTP_PORT) BACKEND_PORTS="$(BACKEND_PORTS)" \
+		WORKERS=$(WORKERS) ./deploy/site.sh
+
+site-stop:
+	SITE_DIR=$(SITE_DIR) ./deploy/site-stop.sh
 
 ## The whole suite against real PostgreSQL and Redis (and Chromium for the browser tests).
 test: venv services chromium

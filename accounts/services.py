@@ -112,3 +112,15 @@ def access_token_issue(
     set_token_value(token, raw)
     token.save()
     return raw
+
+
+def user_block(*, user: Any) -> None:
+    """Deactivate `user`: no sign-in, no new token, and every open stream of theirs is closed."""
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+
+
+def user_unblock(*, user: Any) -> None:
+    """Activate `user` again; their approved groups apply as before."""
+    user.is_active = True
+    user.save(update_fields=["is_active"])

@@ -22,6 +22,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def run_make(args: list[str], env: dict[str, str], log: Path, timeout: float) -> None:
+    """`make -s ARGS` from the repository root, its output appended to `log`; fails on a non-zero exit."""
+    with open(log, "ab") as out:
+        subprocess.run(
+            ["make", "-s", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=True,
+            timeout=timeout,
+        )
+
+
 class Listening:
     """Something serving on 127.0.0.1:<port>."""
 
@@ -96,8 +110,6 @@ class ServedCluster(Listening):
 
     def _make_args(self, target: str) -> list[str]:
         return [
-            "make",
-            "-s",
             target,
             f"PORT={self.port}",
             f"RUN_DIR={self.run_dir}",
@@ -105,22 +117,13 @@ class ServedCluster(Listening):
         ]
 
     def make(self, target: str, timeout: float = 120.0) -> None:
-        with open(self.run_dir / f"make-{target}.log", "ab") as out:
-            subprocess.run(
-                self._make_args(target),
-                cwd=ROOT,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                check=True,
-                timeout=timeout,
-            )
+        run_make(self._make_args(target), self.env, self.run_dir / f"make-{target}.log", timeout)
 
     def start(self, timeout: float = 60.0) -> ServedCluster:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         out = open(self.run_dir / "make-serve.log", "ab")
         self.proc = subprocess.Popen(
-            self._make_args("serve"),
+            ["make", "-s", *self._make_args("serve")],
             cwd=ROOT,
             env=self.env,
             stdout=out,

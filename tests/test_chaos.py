@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import psutil
 import pytest
@@ -114,7 +115,13 @@ def publish_steadily(seconds: float, rate: int) -> list[tuple[str, int, int]]:
     return published
 
 
-async def run_chaos(url: str, tokens: list[str], disrupt: Callable[[], Awaitable[None]]) -> Outcome:
+async def run_chaos(
+    url: str,
+    tokens: list[str],
+    disrupt: Callable[[], Awaitable[None]],
+    clients_count: int = CLIENTS,
+    **connect_options: Any,
+) -> Outcome:
     """Connect the clients, publish, disrupt once, and wait until every client has the last event."""
     refusals = RefusalLog()
     client_log = logging.getLogger("streaming.client.connection")
@@ -128,8 +135,9 @@ async def run_chaos(url: str, tokens: list[str], disrupt: Callable[[], Awaitable
             tokens[i % len(tokens)],
             open_timeout=20,
             on_reset=lambda _: resets_at.append(time.monotonic()),
+            **connect_options,
         )
-        for i in range(CLIENTS)
+        for i in range(clients_count)
     ]
     received: list[list[Event | Reset]] = [[] for _ in clients]
     consumers: list[asyncio.Task[None]] = []
@@ -212,7 +220,7 @@ def report(capsys, scenario: str, outcome: Outcome) -> None:
     reconnected = sum(1 for c in outcome.clients if c.stats.reconnects)
     with capsys.disabled():
         print(
-            f"\nchaos {scenario}: {len(outcome.published)} events to {CLIENTS} clients, "
+            f"\nchaos {scenario}: {len(outcome.published)} events to {len(outcome.clients)} clients, "
             f"{reconnected} reconnected, max reconnect {outcome.max_reconnect_s:.2f} s, "
             f"refused attempts {len(outcome.refused)}, "
             f"resets {sum(c.stats.resets for c in outcome.clients)}, "

@@ -14,15 +14,18 @@ from django.urls import re_path  # noqa: E402
 
 from streaming.delivery.worker import start_with_server  # noqa: E402
 from streaming.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
+from widgetapp.proxy import TrustedProxyHeaders  # noqa: E402
 
 if settings.DEBUG:
     # Daphne serves no static files itself: in development Django serves /static/ (the demo page).
     django_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
 
-application = ProtocolTypeRouter(
-    {
-        "http": URLRouter([*http_urlpatterns, re_path(r"", django_asgi_app)]),
-        "websocket": URLRouter(websocket_urlpatterns),
-    }
+application = TrustedProxyHeaders(
+    ProtocolTypeRouter(
+        {
+            "http": URLRouter([*http_urlpatterns, re_path(r"", django_asgi_app)]),
+            "websocket": URLRouter(websocket_urlpatterns),
+        }
+    )
 )
 start_with_server()

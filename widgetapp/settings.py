@@ -2,6 +2,7 @@
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -24,8 +25,16 @@ if not SECRET_KEY:
         raise ImproperlyConfigured("Set DJANGO_SECRET_KEY (or DJANGO_DEBUG=1 for the dev default).")
     SECRET_KEY = "dev-only-insecure-key-widgetapp-streaming-do-not-use-in-production"
 
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost")
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+# The site's public origins (scheme://host[:port], comma-separated): the browser page's OAuth redirect
+# URIs (manage.py browser_client), and the defaults of ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS and
+# STREAMING_ALLOWED_ORIGINS. Production names its https origin(s); the dev default is the demo's.
+PUBLIC_ORIGINS = env_list("PUBLIC_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000" if DEBUG else "")
+_PUBLIC_HOSTS = [urlsplit(origin).hostname or "" for origin in PUBLIC_ORIGINS]
+# 127.0.0.1 and localhost stay allowed so that probes reach /healthz on a worker's own port.
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ",".join(dict.fromkeys(["127.0.0.1", "localhost", *_PUBLIC_HOSTS])))
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", ",".join(PUBLIC_ORIGINS))
+# Reverse proxies (addresses or networks) whose X-Forwarded-For/-Proto are believed (widgetapp/proxy.py).
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", "")
 
 INSTALLED_APPS = [
     "daphne",
@@ -132,7 +141,10 @@ SECURE_HTTPS = env_bool("DJANGO_SECURE_HTTPS", default=not DEBUG)
 SESSION_COOKIE_SECURE = SECURE_HTTPS
 CSRF_COOKIE_SECURE = SECURE_HTTPS
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", default=SECURE_HTTPS)
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Probes and metrics answer on a worker's own plain-HTTP port whatever the TLS settings.
+SECURE_REDIRECT_EXEMPT = [r"^(healthz|readyz|metrics)$"]
+# No SECURE_PROXY_SSL_HEADER: Django would believe X-Forwarded-Proto from anyone. The request's
+# scheme is https only when a TRUSTED_PROXIES peer said so (widgetapp/proxy.py sets it).
 SECURE_HSTS_SECONDS = 31536000 if SECURE_HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HTTPS
 SECURE_HSTS_PRELOAD = SECURE_HTTPS
@@ -177,7 +189,7 @@ OAUTH2_PROVIDER = {
 STREAMING: dict[str, object] = {
     "REDIS_URL": REDIS_URL,
     "REDIS_PREFIX": os.environ.get("STREAMING_REDIS_PREFIX", "widgetapp"),
-    "ALLOWED_ORIGINS": env_list("STREAMING_ALLOWED_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000"),
+    "ALLOWED_ORIGINS": env_list("STREAMING_ALLOWED_ORIGINS", ",".join(PUBLIC_ORIGINS)),
     # Limits and timeouts from STREAMING_<KEY> when set (defaults in streaming/conf.py).
     **{
         key: cast(os.environ[f"STREAMING_{key}"])

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 from accounts.services import user_allowed_scopes, user_is_approved
 from streaming import services
 from streaming.delivery.publish import publish
-from widgetapp.widgets.management.commands.seed_demo import BROWSER_CLIENT_ID
+from widgetapp.widgets.browser_client import BROWSER_CLIENT_ID
 
 # Staff links from the live page to the admin's live views (label, URL name).
 ADMIN_LINKS = [

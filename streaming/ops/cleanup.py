@@ -59,6 +59,18 @@ def workers_sweep(*, now: datetime, stale_seconds: float, dry_run: bool = False)
     return len(workers), closed
 
 
+def stale_report(*, now: datetime, stale_seconds: float, report: Report) -> None:
+    """One line per stale worker and per open session of it: what the sweep closes."""
+    for worker in stale_workers(now=now, stale_seconds=stale_seconds).order_by("worker_id"):
+        report(f"  worker {worker.worker_id} ({worker.state}, last heartbeat {worker.heartbeat_at:%H:%M:%S})")
+        for session in StreamSession.objects.filter(worker=worker, closed_at__isnull=True).select_related(
+            "user"
+        ):
+            report(
+                f"    session {session.session_id} of {session.user or '-'} from {session.remote_addr or '-'}"
+            )
+
+
 def _delete_older(queryset: QuerySet, field: str, days: float, now: datetime, dry_run: bool) -> int:
     old = queryset.filter(**{f"{field}__lt": now - timedelta(days=days)})
     if dry_run:
@@ -77,14 +89,16 @@ def expired_tokens_clear(*, now: datetime, dry_run: bool = False) -> int:
 
 
 def cleanup(
-    *, dry_run: bool = False, stale_seconds: float | None = None, report: Report = print
+    *, dry_run: bool = False, stale_seconds: float | None = None, report: Report = print, detail: bool = False
 ) -> dict[str, int]:
-    """Every cleanup step with a progress line each; returns the count per step."""
+    """Every cleanup step with a progress line each (`detail`: also each stale worker and session)."""
     now = timezone.now()
     settings = streaming_settings
     stale = settings.WORKER_STALE_SECONDS if stale_seconds is None else stale_seconds
     note = " (dry run: nothing changed)" if dry_run else ""
     counts: dict[str, int] = {}
+    if detail:
+        stale_report(now=now, stale_seconds=stale, report=report)
     workers, sessions = workers_sweep(now=now, stale_seconds=stale, dry_run=dry_run)
     counts["stale_workers"], counts["stale_sessions"] = workers, sessions
     report(

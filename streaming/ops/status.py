@@ -6,13 +6,14 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from django.db.models import Max
+from django.db.models import Max, QuerySet
 
 from streaming import services
 from streaming.models import LoadSample, ServiceConfig, StreamSession, WorkerProcess
+from streaming.ops.fd_limits import fd_warnings
 from streaming.ops.units import format_bytes, format_count, format_duration, format_percent, format_rate
 
-#: Workers that stopped or died this recently are still shown.
+#: Workers that stopped or died this recently are still shown (all of them with --all).
 RECENT = timedelta(minutes=10)
 
 
@@ -38,11 +39,17 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def workers_table(now: datetime) -> str:
+def shown_workers(now: datetime, show_all: bool = False) -> QuerySet[WorkerProcess]:
+    """Live workers and those seen within RECENT; every recorded worker with `show_all`."""
+    if show_all:
+        return WorkerProcess.objects.all()
     live = [WorkerProcess.State.RUNNING, WorkerProcess.State.DRAINING]
-    workers = WorkerProcess.objects.filter(state__in=live) | WorkerProcess.objects.filter(
+    return WorkerProcess.objects.filter(state__in=live) | WorkerProcess.objects.filter(
         heartbeat_at__gte=now - RECENT
     )
+
+
+def workers_table(now: datetime, workers: QuerySet[WorkerProcess]) -> str:
     rows = [
         (
             w.worker_id,
@@ -88,13 +95,15 @@ def load_summary(now: datetime) -> str:
     )
 
 
-def status_text(*, now: datetime) -> str:
+def status_text(*, now: datetime, show_all: bool = False) -> str:
     """Everything `streaming_status` prints, as one string."""
+    workers = shown_workers(now, show_all)
     return "\n\n".join(
         [
             f"WidgetApp streaming at {now:%Y-%m-%d %H:%M:%S} UTC",
-            workers_table(now),
+            workers_table(now, workers),
             services_table(),
             load_summary(now),
+            *fd_warnings(workers),
         ]
     )

@@ -24,7 +24,11 @@ class Command(BaseCommand):
             help="Heartbeat age that makes a worker dead (default: WORKER_STALE_SECONDS).",
         )
 
-    def handle(self, *args: Any, dry_run: bool, stale_seconds: float | None, **options: Any) -> None:
-        counts = cleanup(dry_run=dry_run, stale_seconds=stale_seconds, report=self.stdout.write)
+    def handle(
+        self, *args: Any, dry_run: bool, stale_seconds: float | None, verbosity: int, **options: Any
+    ) -> None:
+        counts = cleanup(
+            dry_run=dry_run, stale_seconds=stale_seconds, report=self.stdout.write, detail=verbosity >= 2
+        )
         summary = ", ".join(f"{name.replace('_', ' ')} {count}" for name, count in counts.items())
         self.stdout.write(self.style.SUCCESS(f"{'Dry run' if dry_run else 'Done'}: {summary}."))

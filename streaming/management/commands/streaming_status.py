@@ -17,10 +17,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--watch", action="store_true", help="Redraw every --interval seconds.")
         parser.add_argument("--interval", type=float, default=2.0)
+        parser.add_argument(
+            "--all", action="store_true", dest="show_all", help="Also workers that stopped long ago."
+        )
 
-    def handle(self, *args: Any, watch: bool, interval: float, **options: Any) -> None:
+    def handle(self, *args: Any, watch: bool, interval: float, show_all: bool, **options: Any) -> None:
         while True:
-            text = status_text(now=timezone.now())
+            text = status_text(now=timezone.now(), show_all=show_all)
             self.stdout.write(("\x1b[2J\x1b[H" if watch else "") + text)
             if not watch:
                 return

@@ -7,16 +7,15 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand
-from oauth2_provider.models import Application
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
 
 from accounts import services
+from widgetapp.widgets.browser_client import browser_client_register
 from widgetapp.widgets.models import Widget
 
 #: Documented dev-only password of every demo account; set only when DJANGO_DEBUG=1.
 DEMO_PASSWORD = "widgetapp-demo"
-BROWSER_CLIENT_ID = "widgetapp-browser"
-BROWSER_REDIRECT_URIS = "http://127.0.0.1:8000/app/callback http://localhost:8000/app/callback"
 DEMO_WIDGETS = [("Sprocket", "blue", 12), ("Gizmo", "green", 5), ("Doohickey", "red", 0)]
 # username -> (groups, is_staff); "outsider" is in no approved group.
 DEMO_USERS = {
@@ -33,10 +32,13 @@ class Command(BaseCommand):
         self.approve_groups()
         for username, (groups, staff) in DEMO_USERS.items():
             self.ensure_user(username, groups, staff)
-        self.ensure_browser_app()
+        try:
+            browser_client_register(origins=settings.PUBLIC_ORIGINS)
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from None
         for name, colour, quantity in DEMO_WIDGETS:
             Widget.objects.get_or_create(name=name, defaults={"colour": colour, "quantity": quantity})
-        self.stdout.write("Demo ready. Sign in at http://127.0.0.1:8000/ as demo, admin or outsider.")
+        self.stdout.write(f"Demo ready. Sign in at {settings.PUBLIC_ORIGINS[0]}/ as demo, admin or outsider.")
         if settings.DEBUG:
             self.stdout.write(f"Dev password for every demo account: {DEMO_PASSWORD}")
         else:
@@ -60,16 +62,3 @@ class Command(BaseCommand):
             user.set_unusable_password()
         user.save()
         user.groups.set(Group.objects.filter(name__in=groups))
-
-    def ensure_browser_app(self) -> None:
-        Application.objects.update_or_create(
-            client_id=BROWSER_CLIENT_ID,
-            defaults={
-                "name": "WidgetApp browser page",
-                "client_type": Application.CLIENT_PUBLIC,
-                "authorization_grant_type": Application.GRANT_AUTHORIZATION_CODE,
-                "skip_authorization": False,
-                "algorithm": "",
-                "redirect_uris": BROWSER_REDIRECT_URIS,
-            },
-        )
