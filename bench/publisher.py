@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 PAD = "x" * 40  # brings an event frame to ~150 bytes, as in PERF-NOTES
-IN_FLIGHT = 8  # concurrent publish calls, so one slow call does not stall the schedule
+IN_FLIGHT = 32  # concurrent publish calls, so slow calls do not stall the schedule
 # A step that falls behind its schedule stops at this multiple of its duration (plus a second), with
 # whatever it published: a target that cannot take the offered rate fails the step, it does not
 # stretch it (a 4,096 events/s step at 200 publishes/s would otherwise last 100 s).

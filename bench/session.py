@@ -7,11 +7,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from procs import BENCH, LineChild, Meter, pinned
+from procs import BENCH, CLIENT_CORE, LineChild, Meter, pinned
 from targets import Stream, Target, Unavailable
 
 QUIET_MS = 1000  # a step is over when no event arrived for this long ...
 DRAIN_MAX_MS = 20000  # ... or after this long (a backlogged server is then measured as it is)
+
+
+def start_loadgen(log: Path) -> LineChild:
+    """bench/loadgen.js on the load generator's core."""
+    node = shutil.which("node") or "node"
+    return LineChild(pinned(CLIENT_CORE, [node, str(BENCH / "loadgen.js")]), log=log)
+
+
+def connect_command(
+    target: Target, count: int, streams: list[Stream], concurrency: int = 200, resume: bool = False
+) -> dict[str, Any]:
+    """The load generator's command to open `count` sockets to `target`, each subscribing to `streams`."""
+    return {
+        "cmd": "connect",
+        "url": target.ws_url,
+        "n": count,
+        "concurrency": concurrency,
+        "subprotocols": target.subprotocols(),
+        "subscribes": [target.subscribe_message(stream) for stream in streams],
+        "timeout_s": 30,
+        "resume": resume,
+    }
 
 
 @dataclass
@@ -57,9 +79,7 @@ class Session:
         try:
             self.target.start()
             self.meter = Meter(self.target.pid)
-            node = shutil.which("node") or "node"
-            log = self.config.log_dir / f"loadgen-{self.target.name}.log"
-            self.loadgen = LineChild(pinned("1", [node, str(BENCH / "loadgen.js")]), log=log)
+            self.loadgen = start_loadgen(self.config.log_dir / f"loadgen-{self.target.name}.log")
         except BaseException:
             self.__exit__()
             raise
@@ -82,17 +102,7 @@ class Session:
 
         With `resume`, each client reconnects after any close and resubscribes with `since`.
         """
-        subscribes = [self.target.subscribe_message(stream) for stream in streams]
-        command = {
-            "cmd": "connect",
-            "url": self.target.ws_url,
-            "n": count,
-            "concurrency": concurrency,
-            "subprotocols": self.target.subprotocols(),
-            "subscribes": subscribes,
-            "timeout_s": 30,
-            "resume": resume,
-        }
+        command = connect_command(self.target, count, streams, concurrency, resume)
         result = self.ask(command, timeout=300)
         if result["subscribed"] == 0:
             raise Unavailable(f"no connection got subscribed to {self.target.ws_url}: {result['errors']}")

@@ -8,12 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from scenarios import ACHIEVED_MIN
+
 Results = dict[str, Any]
 # A target: its label and a function giving (value shown, met?) from the scenario's results, or None
 # when there is nothing to judge (ours not run, or failed).
 Check = Callable[[Results], tuple[str, bool] | None]
 
-LOADGEN_LIMIT_PCT = 90.0  # a load generator this busy is the limit of the step, not the server
+LOADGEN_LIMIT_PCT = 90.0  # a load generator (or publisher) this busy is the limit, not the server
 
 
 def ours(results: Results) -> Results | None:
@@ -102,8 +104,21 @@ CHECKS: dict[str, list[tuple[str, Check]]] = {
 }
 
 
+def publish_limit(name: str, result: Results) -> str | None:
+    """Scenario 1: what capped the ramp when the publisher could not get the offered rate through."""
+    short = [s for s in result.get("steps", []) if s["achieved_rate"] < ACHIEVED_MIN * s["rate"]]
+    if not short:
+        return None
+    step = min(short, key=lambda s: s["rate"])
+    who = "the publisher" if step["publisher_cpu_pct"] >= LOADGEN_LIMIT_PCT else f"the publish path of {name}"
+    return (
+        f"  {name}: at {step['rate']:,.0f} events/s offered, {step['achieved_rate']:,.0f}/s were published"
+        f" (publisher at {step['publisher_cpu_pct']:.0f} % of a core): {who} is the limit"
+    )
+
+
 def verdict_lines(number: str, results: Results) -> list[str]:
-    """One line per target of this scenario, plus a warning per saturated load generator."""
+    """One line per target of this scenario, plus a line per saturated load generator or publisher."""
     lines = []
     for label, check in CHECKS.get(number, []):
         judged = check(results)
@@ -113,6 +128,9 @@ def verdict_lines(number: str, results: Results) -> list[str]:
     for name, result in results.items():
         if not isinstance(result, dict):
             continue
+        limit = publish_limit(name, result) if number == "1" else None
+        if limit:
+            lines.append(limit)
         busiest = result.get("loadgen_cpu_pct_max", result.get("loadgen_cpu_pct"))
         if busiest is not None and busiest >= LOADGEN_LIMIT_PCT:
             lines.append(f"  {name}: the load generator used {busiest:.0f} % of its core: it is the limit")
