@@ -33,6 +33,8 @@ from procs import free_port, kill_all, raise_fd_limit
 from session import connect_command, start_loadgen
 from targets import ROOT, Ours
 
+from widgetapp.serving import MAX_MESSAGE_BYTES
+
 FRAMES = 25  # traceback depth kept per allocation: enough to reach the owning library's frame
 STDLIB = os.path.dirname(os.__file__)
 SITE = "site-packages" + os.sep
@@ -134,6 +136,7 @@ def serve(target: Ours, args: argparse.Namespace) -> None:
         application,
         endpoints=[f"tcp:port={target.port}:interface=127.0.0.1"],
         websocket_timeout=-1,
+        websocket_max_message_size=MAX_MESSAGE_BYTES,
         application_close_timeout=1,
         verbosity=0,
         ready_callable=lambda: threading.Thread(
