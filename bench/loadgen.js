@@ -1,7 +1,12 @@
 // Lean websocket load generator: holds N subscriber connections and measures publish->deliver latency.
 //
 // Driven by bench/run.py over stdin/stdout, one JSON object per line each way:
-//   {"cmd":"connect","url","n","subprotocols","subscribes","concurrency","timeout_s"}  -> connect timings
+//   {"cmd":"connect","url","n","subprotocols","subscribes","concurrency","timeout_s","resume"?}
+//                                       -> connect timings; with "resume": true each client reconnects
+//                                          after any close (as the shipped clients do) and resubscribes
+//                                          with `since` = the last event it holds
+//   {"cmd":"mark"}                      -> starts a resume phase (closes, gaps, lost/duplicated events)
+//   {"cmd":"phase"}                     -> what the resume clients went through since "mark"
 //   {"cmd":"quiet","idle_ms","max_ms"}  -> waits until no event arrived for idle_ms (drains a step)
 //   {"cmd":"stats","step"}              -> deliveries and latency percentiles of events tagged `step`
 //   {"cmd":"cpu"}                       -> this process's CPU % since the previous "cpu" command
@@ -15,7 +20,14 @@ const WebSocket = require("ws");
 
 const TS_KEY = Buffer.from('"ts"');
 const STEP_KEY = Buffer.from('"step"');
+const SEQ_KEY = Buffer.from('"seq"');
+// Reconnect delay of the shipped clients: full jitter over BASE * 2**attempt s, capped, never sooner
+// than the server's `retry_after_ms` hint.
+const BACKOFF_BASE_S = 0.25;
+const BACKOFF_CAP_S = 10;
 const sockets = [];
+const clients = [];
+let phase = newPhase();
 const steps = new Map();
 let lastEventAt = 0;
 let unexpectedCloses = 0;
@@ -52,8 +64,10 @@ function recordEvent(buf) {
     s.lat = grown;
   }
   const now = nowMs();
-  s.lat[s.count++] = now - ts / 1e6;
+  const latency = now - ts / 1e6;
+  s.lat[s.count++] = latency;
   lastEventAt = now;
+  return latency;
 }
 
 function percentile(sorted, p) {
@@ -130,14 +144,163 @@ function openOne(cmd, tally) {
   });
 }
 
+function newPhase() {
+  return { at: nowMs(), closes: 0, codes: {}, gaps: [], lastCaughtUp: 0, lost: 0, dup: 0, worst: 0, unrecovered: 0 };
+}
+
+function backoffMs(client) {
+  const jitter = Math.random() * Math.min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** client.attempt) * 1000;
+  client.attempt++;
+  const delay = Math.max(client.hintMs, jitter);
+  client.hintMs = 0;
+  return delay;
+}
+
+function caughtUp(client) {
+  if (!client.closedAt || client.target === null || client.lastSeq < client.target) return;
+  const now = nowMs();
+  phase.gaps.push(now - client.closedAt);
+  phase.lastCaughtUp = now;
+  client.closedAt = 0;
+  client.attempt = 0;
+}
+
+function resumedEvent(client, buf) {
+  phase.worst = Math.max(phase.worst, recordEvent(buf));
+  const seq = numberAfter(buf, SEQ_KEY);
+  if (client.lastSeq !== null && seq <= client.lastSeq) {
+    phase.dup++;
+    return;
+  }
+  if (client.lastSeq !== null && seq > client.lastSeq + 1) phase.lost += seq - client.lastSeq - 1;
+  client.lastSeq = seq;
+  caughtUp(client);
+}
+
+function subscribeMessage(cmd, client) {
+  const msg = { ...cmd.subscribes[0] };
+  if (client.epoch !== null) msg.since = { epoch: client.epoch, seq: client.lastSeq };
+  return JSON.stringify(msg);
+}
+
+function openResumable(cmd, client, tally, settle) {
+  const ws = new WebSocket(cmd.url, cmd.subprotocols || [], {
+    perMessageDeflate: false,
+    skipUTF8Validation: true,
+    handshakeTimeout: (cmd.timeout_s || 30) * 1000,
+  });
+  client.ws = ws;
+  ws.on("open", () => {
+    if (!client.everOpened) {
+      client.everOpened = true;
+      tally.opened++;
+      tally.openedAt = nowMs();
+    }
+    ws.send(subscribeMessage(cmd, client));
+  });
+  ws.on("message", (buf) => {
+    if (buf.indexOf(TS_KEY) >= 0) return resumedEvent(client, buf);
+    let msg;
+    try {
+      msg = JSON.parse(buf.toString());
+    } catch {
+      return;
+    }
+    if (msg.type === "subscribed") {
+      if (client.epoch !== null && !msg.recovered) phase.unrecovered++;
+      if (client.lastSeq === null || !msg.recovered) client.lastSeq = msg.seq;
+      client.epoch = msg.epoch;
+      client.target = msg.seq;
+      if (!client.subscribedOnce) {
+        client.subscribedOnce = true;
+        tally.subscribed++;
+        settle(true);
+      }
+      caughtUp(client);
+    } else if (msg.type === "reconnect") {
+      client.hintMs = msg.retry_after_ms || 0;
+    } else if (msg.type === "error") {
+      tally.errors[msg.code || "error"] = (tally.errors[msg.code || "error"] || 0) + 1;
+    }
+  });
+  ws.on("error", (err) => {
+    tally.errors[err.code || err.message] = (tally.errors[err.code || err.message] || 0) + 1;
+  });
+  ws.on("close", (code) => {
+    closeCodes[code] = (closeCodes[code] || 0) + 1;
+    if (client.stopped) return;
+    if (!client.subscribedOnce) return settle(false);
+    if (!client.closedAt) {
+      client.closedAt = nowMs();
+      phase.closes++;
+      phase.codes[code] = (phase.codes[code] || 0) + 1;
+    }
+    client.target = null;
+    setTimeout(() => openResumable(cmd, client, tally, settle), backoffMs(client));
+  });
+}
+
+function openResumableOnce(cmd, tally) {
+  const client = { ws: null, epoch: null, lastSeq: null, target: null, closedAt: 0, attempt: 0, hintMs: 0 };
+  clients.push(client);
+  return new Promise((resolve) => {
+    let settled = false;
+    openResumable(cmd, client, tally, (ok) => {
+      if (settled) return;
+      settled = true;
+      if (ok) tally.subscribedAt = nowMs();
+      else tally.failed++;
+      resolve();
+    });
+  });
+}
+
+function percentileOf(values, p) {
+  return percentile(Float64Array.from(values).sort(), p);
+}
+
+function phaseReport() {
+  let newest = 0;
+  for (const c of clients) newest = Math.max(newest, c.lastSeq || 0);
+  let behind = 0;
+  let missing = 0;
+  let out = 0;
+  for (const c of clients) {
+    if (c.closedAt) out++;
+    if ((c.lastSeq || 0) < newest) {
+      behind++;
+      missing += newest - (c.lastSeq || 0);
+    }
+  }
+  const all = clients.length > 0 && out === 0 && behind === 0;
+  return {
+    clients: clients.length,
+    moved: phase.closes,
+    close_codes: phase.codes,
+    caught_up: phase.gaps.length,
+    still_out: out,
+    behind,
+    newest_seq: newest,
+    lost: phase.lost + missing,
+    duplicated: phase.dup,
+    unrecovered: phase.unrecovered,
+    worst_delay_ms: phase.worst,
+    gap_p50_ms: percentileOf(phase.gaps, 50),
+    gap_p99_ms: percentileOf(phase.gaps, 99),
+    gap_max_ms: phase.gaps.length ? Math.max(...phase.gaps) : null,
+    all_caught_up_s: all && phase.lastCaughtUp ? (phase.lastCaughtUp - phase.at) / 1000 : null,
+  };
+}
+
 async function connect(cmd) {
   const tally = { opened: 0, subscribed: 0, failed: 0, errors: {}, openedAt: 0, subscribedAt: 0 };
   const start = nowMs();
   let next = 0;
+  const open = cmd.resume ? openResumableOnce : openOne;
   const worker = async () => {
     while (next < cmd.n) {
       next++;
-      await openOne(cmd, tally);
+      await open(cmd, tally);
     }
   };
   const workers = [];
@@ -150,7 +313,7 @@ async function connect(cmd) {
     errors: tally.errors,
     open_s: tally.opened ? (tally.openedAt - start) / 1000 : null,
     subscribed_s: tally.subscribed ? (tally.subscribedAt - start) / 1000 : null,
-    total_open: sockets.length,
+    total_open: sockets.length + clients.length,
   };
 }
 
@@ -180,8 +343,12 @@ function closeAll() {
     ws.closingOnPurpose = true;
     ws.terminate();
   }
+  for (const client of clients) {
+    client.stopped = true;
+    if (client.ws) client.ws.terminate();
+  }
   setTimeout(() => process.exit(0), 100);
-  return { closed: sockets.length };
+  return { closed: sockets.length + clients.length };
 }
 
 async function handle(cmd) {
@@ -194,6 +361,11 @@ async function handle(cmd) {
       return { ...summarise(cmd.step), unexpected_closes: unexpectedCloses, close_codes: closeCodes };
     case "cpu":
       return cpu();
+    case "mark":
+      phase = newPhase();
+      return { at_ms: phase.at };
+    case "phase":
+      return phaseReport();
     case "close":
       return closeAll();
     default:

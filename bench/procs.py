@@ -7,6 +7,7 @@ import ctypes
 import json
 import os
 import queue
+import resource
 import shutil
 import signal
 import socket
@@ -30,8 +31,22 @@ _children: list[subprocess.Popen[str]] = []
 
 
 def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the runner dies, even by SIGKILL (e.g. a test timeout)."""
+    """In the child: get SIGTERM when the runner dies (even by SIGKILL), and the raised fd limit."""
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    raise_fd_limit()
+
+
+def raise_fd_limit(wanted: int = 65536) -> int:
+    """Raise the soft RLIMIT_NOFILE towards `wanted` (up to the hard limit); returns the soft limit now.
+
+    The idle scenario holds 10,000 sockets in one server and one load generator, far over the usual
+    soft limit of 1,024; children inherit the limit, and `spawn` sets it again in each one.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def free_port() -> int:
@@ -52,6 +67,7 @@ def spawn(
     env: dict[str, str] | None = None,
     log: Path | None = None,
     pipes: bool = False,
+    pass_fds: tuple[int, ...] = (),
 ) -> subprocess.Popen[str]:
     """Start a child in its own session; it is killed by `kill_all` (also at exit and on SIGTERM)."""
     out = open(log, "a") if log else subprocess.DEVNULL  # closed with the child
@@ -65,6 +81,7 @@ def spawn(
         stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
         stdout=subprocess.PIPE if pipes else out,
         stderr=out,
+        pass_fds=pass_fds,
     )
     _children.append(proc)
     return proc
@@ -122,10 +139,14 @@ class LineChild:
             raise RuntimeError(answer["error"])
         return answer
 
-    def ask(self, command: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
+    def send(self, command: dict[str, Any]) -> None:
+        """Send a command without waiting; `reply` collects its answer."""
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps(command) + "\n")
         self.proc.stdin.flush()
+
+    def ask(self, command: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
+        self.send(command)
         return self.reply(timeout)
 
     def close(self) -> None:

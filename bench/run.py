@@ -19,31 +19,53 @@ import time
 import traceback
 from typing import Any
 
-from procs import BENCH, kill_all
-from scenarios import Config, run_scenario
+from cluster import OursCluster
+from procs import BENCH, kill_all, raise_fd_limit
+from scenarios import NotApplicable, run_scenario
+from session import Config
 from targets import TARGETS, Ours, Target, Unavailable
+from verdicts import verdict_lines
 
 Row = tuple[str, str]
 
 TITLES = {
-    1: "1 fan-out throughput (one stream, p99 <= 100 ms)",
-    2: "2 latency at fixed load (20 events/s)",
-    3: "3 idle cost (3 subscriptions per connection)",
-    4: "4 connect storm",
-    5: "5 multiplexing (10 services: one socket per client vs one per service)",
+    "1": "1 fan-out throughput (one stream, p99 <= 100 ms)",
+    "2": "2 latency at fixed load (20 events/s)",
+    "3": "3 idle cost (3 subscriptions per connection)",
+    "4a": "4a cold connect storm (new clients)",
+    "4b": "4b resume storm (SIGTERM, then SIGKILL, of the worker holding every client; 20 events/s)",
+    "5": "5 multiplexing (10 services: one socket per client vs one per service)",
 }
+ALIASES = {"4": ["4a", "4b"]}
+
+
+def resume_rows(prefix: str, name: str) -> list[Row]:
+    return [
+        (f"{name}: moved clients", f"{prefix}.moved"),
+        (f"{name}: s until all hold every event", f"{prefix}.all_caught_up_s"),
+        (f"{name}: gap close->caught up p50 ms", f"{prefix}.gap_p50_ms"),
+        (f"{name}: gap close->caught up p99 ms", f"{prefix}.gap_p99_ms"),
+        (f"{name}: gap close->caught up max ms", f"{prefix}.gap_max_ms"),
+        (f"{name}: worst publish->deliver ms", f"{prefix}.worst_delay_ms"),
+        (f"{name}: lost", f"{prefix}.lost"),
+        (f"{name}: duplicated", f"{prefix}.duplicated"),
+        (f"{name}: not recovered", f"{prefix}.unrecovered"),
+    ]
+
 
 # One row per metric: its label and where it is in a target's result ("a.b" walks nested keys).
-ROWS: dict[int, list[Row]] = {
-    1: [
+ROWS: dict[str, list[Row]] = {
+    "1": [
         ("max sustained deliveries/s", "max_sustained_per_s"),
         ("peak deliveries/s (any latency)", "peak_per_s"),
         ("p50 ms at max", "p50_at_max_ms"),
         ("p99 ms at max", "p99_at_max_ms"),
         ("server CPU % at max", "server_cpu_pct_at_max"),
         ("loadgen CPU % (highest step)", "loadgen_cpu_pct_max"),
+        ("publisher CPU % (highest step)", "publisher_cpu_pct_max"),
+        ("max publishes/s achieved", "max_publishes_per_s"),
     ],
-    2: [
+    "2": [
         ("p50 ms", "p50_ms"),
         ("p99 ms", "p99_ms"),
         ("max ms", "max_ms"),
@@ -52,19 +74,27 @@ ROWS: dict[int, list[Row]] = {
         ("server CPU %", "server_cpu_pct"),
         ("loadgen CPU %", "loadgen_cpu_pct"),
     ],
-    3: [
+    "3": [
         ("KB RSS per conn (first count)", "rss_per_conn_kb.0"),
         ("KB RSS per conn (second count)", "rss_per_conn_kb.1"),
-        ("idle CPU %", "idle_cpu_pct"),
+        ("KB RSS per conn (third count)", "rss_per_conn_kb.2"),
+        ("idle CPU % (second count)", "idle_cpu_pct"),
+        ("idle CPU % (third count)", "idle_cpu_pct_last"),
         ("server RSS MB", "rss_total_mb"),
         ("dropped connections", "dropped"),
     ],
-    4: [
+    "4a": [
         ("connects/s", "connects_per_s"),
         ("s until all subscribed", "all_subscribed_s"),
         ("failed connections", "failed"),
     ],
-    5: [
+    "4b": [
+        ("subscribed resume clients", "clients"),
+        ("drain window s (configured)", "drain_window_s"),
+        *resume_rows("sigterm", "SIGTERM"),
+        *resume_rows("sigkill", "SIGKILL"),
+    ],
+    "5": [
         ("mux: CPU us per delivered event", "mux.cpu_us_per_event"),
         ("split: CPU us per delivered event", "split.cpu_us_per_event"),
         ("mux: RSS MB for the sockets", "mux.rss_mb"),
@@ -97,7 +127,7 @@ def cell(results: dict[str, Any], target: str, row: Row) -> float | None:
     return float(value)
 
 
-def table(number: int, results: dict[str, Any], targets: list[str]) -> str:
+def table(number: str, results: dict[str, Any], targets: list[str]) -> str:
     header = f"{'metric':<36}" + "".join(f"{t:>14}" for t in targets)
     ratios = [(a, b) for a, b in RATIOS if a in targets and b in targets]
     header += "".join(f"{a[:4] + '/' + b[:5]:>13}" for a, b in ratios)
@@ -110,14 +140,23 @@ def table(number: int, results: dict[str, Any], targets: list[str]) -> str:
             line += f"{(fmt(va / vb) + 'x') if va is not None and vb else 'n/a':>13}"
         lines.append(line)
     lines += [f"  {t}: {results[t]['error']}" for t in targets if "error" in results.get(t, {})]
+    lines += [f"  {t}: {results[t]['skipped']}" for t in targets if "skipped" in results.get(t, {})]
     return "\n".join(lines)
 
 
-def run_one(number: int, name: str, config: Config, ours_env: dict[str, str]) -> dict[str, Any]:
-    target: Target = Ours(config.log_dir, ours_env) if name == "ours" else TARGETS[name](config.log_dir)
+def make_target(number: str, name: str, config: Config, ours_env: dict[str, str]) -> Target:
+    if name == "ours":
+        return OursCluster(config.log_dir, ours_env) if number == "4b" else Ours(config.log_dir, ours_env)
+    return TARGETS[name](config.log_dir)
+
+
+def run_one(number: str, name: str, config: Config, ours_env: dict[str, str]) -> dict[str, Any]:
+    target = make_target(number, name, config, ours_env)
     started = time.monotonic()
     try:
         result = run_scenario(number, target, config)
+    except NotApplicable as exc:
+        return {"skipped": f"does not apply - {exc}"}
     except Unavailable as exc:
         print(f"  {name}: UNAVAILABLE - {exc}", flush=True)
         return {"error": f"unavailable: {exc}"}
@@ -136,10 +175,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--targets", default="ours,ceiling,naive", help="comma-separated: ours,ceiling,naive")
-    parser.add_argument("--scenarios", default="1,2,3,4,5", help="comma-separated scenario numbers")
+    parser.add_argument(
+        "--scenarios", default="1,2,3,4,5", help="comma-separated: 1,2,3,4a,4b,5 (4 = 4a and 4b)"
+    )
     parser.add_argument("--duration", type=float, help="seconds per publish step (default 5)")
     parser.add_argument("--idle-seconds", type=float, help="idle CPU window of scenario 3 (default 30)")
     parser.add_argument("--subscribers", type=int, help="subscribers of scenarios 1 and 2 (default 1000)")
+    parser.add_argument("--storm", type=int, help="clients of scenarios 4a and 4b (default 5000)")
+    parser.add_argument(
+        "--idle-counts", help="comma-separated connection counts of scenario 3 (default 1000,5000,10000)"
+    )
     parser.add_argument("--quick", action="store_true", help="small smoke of each scenario (~5 s each)")
     parser.add_argument(
         "--ours-env",
@@ -157,6 +202,8 @@ def make_config(args: argparse.Namespace) -> Config:
         "duration": args.duration,
         "idle_seconds": args.idle_seconds,
         "subscribers": args.subscribers,
+        "storm": args.storm,
+        "idle_counts": tuple(int(n) for n in args.idle_counts.split(",")) if args.idle_counts else None,
         "log_dir": config.log_dir / STAMP,
     }
     return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
@@ -172,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (BENCH / "node_modules" / "ws").is_dir():
         raise SystemExit("The load generator needs its dependency: run `cd bench && npm ci` first.")
     ours_env = dict(item.split("=", 1) for item in args.ours_env)
+    numbers = [n for item in args.scenarios.split(",") for n in ALIASES.get(item.strip(), [item.strip()])]
+    unknown = [n for n in numbers if n not in TITLES]
+    if unknown:
+        raise SystemExit(f"unknown scenarios: {unknown}")
+    fd_limit = raise_fd_limit()
     config.log_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
@@ -180,16 +232,18 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "loadavg_start": os.getloadavg(),
         "python": platform.python_version(),
+        "fd_limit": fd_limit,
         "config": {k: str(v) for k, v in dataclasses.asdict(config).items()},
         "scenarios": {},
     }
     try:
-        for number in [int(n) for n in args.scenarios.split(",")]:
+        for number in numbers:
             print(f"-- scenario {TITLES[number]}", flush=True)
             results = {name: run_one(number, name, config, ours_env) for name in targets}
             report["scenarios"][number] = results
             report.setdefault("loadavg_after", {})[number] = os.getloadavg()
             print(table(number, results, targets), flush=True)
+            print("\n".join(verdict_lines(number, results)), flush=True)
             print("load average (1/5/15 min): {:.2f} {:.2f} {:.2f}\n".format(*os.getloadavg()), flush=True)
     finally:
         kill_all()

@@ -15,13 +15,15 @@ MAX_MESSAGE_BYTES = 65536
 ASGI_APP = "widgetapp.asgi:application"
 
 
-def daphne_argv(port: int, host: str = "127.0.0.1") -> list[str]:
+def daphne_argv(port: int, host: str = "127.0.0.1", shared_fd: int | None = None) -> list[str]:
+    """Serve on host:port, and also on an inherited listening socket `shared_fd` (as under supervisord)."""
     return [
         DAPHNE,
         "-b",
         host,
         "-p",
         str(port),
+        *(["--fd", str(shared_fd)] if shared_fd is not None else []),
         "--websocket_timeout",
         "-1",
         "--websocket-max-message-size",
