@@ -12,6 +12,7 @@ class StreamingConfig(AppConfig):
         from streaming.bus import audit, control
         from streaming.delivery.worker import on_start
         from streaming.ops import records
+        from streaming.server.daphne import reactor_of
         from streaming.services import load, notifications  # noqa: F401 - registered by name
         from streaming.sessions import drain, lifecycle, operations
 
@@ -23,3 +24,6 @@ class StreamingConfig(AppConfig):
         on_start(drain.install_sigterm)  # SIGTERM drains
         on_start(records.start)  # worker, sessions and load in the database
         on_start(load.start)  # the `load` service's samples
+        on_start(  # embedded default, under a real server: publishes from other local processes
+            lambda worker: reactor_of(worker.loop) and worker.spawn(worker.backend.serve_other_processes())
+        )

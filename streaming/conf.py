@@ -14,6 +14,9 @@ DEFAULTS: dict[str, Any] = {
     "BACKEND": "",
     # Redis URL for stream history and cross-worker fan-out; empty = in-process (embedded default).
     "REDIS_URL": "",
+    # Embedded backend only: the Unix socket through which other local processes (manage.py shell,
+    # publish_event) publish into the running server; empty = none.
+    "LOCAL_SOCKET": "",
     # Prefix of every Redis key this project writes; tests use a unique one per test.
     "REDIS_PREFIX": "widgetapp",
     # Origins allowed to open a browser websocket (exact scheme://host[:port] matches).

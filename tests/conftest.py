@@ -27,6 +27,12 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
         test["NAME"] = str(Path(tempfile.gettempdir()) / f"test_widgetapp_{os.getpid()}.sqlite3")
 
 
+@pytest.fixture(autouse=True)
+def _no_local_relay(settings) -> None:  # noqa: F811
+    """Tests never publish into a developer's running `make run` through the checkout's socket."""
+    settings.STREAMING = {**settings.STREAMING, "LOCAL_SOCKET": ""}
+
+
 @pytest.fixture
 def redis_prefix(settings) -> Iterator[str]:  # noqa: F811 - pytest-django's settings fixture
     """Isolate Redis per test with a unique key prefix; its keys are deleted afterwards."""

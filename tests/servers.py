@@ -54,8 +54,10 @@ class DaphneProcess(Listening):
     """One daphne worker on 127.0.0.1:<port>, started with the given environment."""
 
     def __init__(self, env: dict[str, str], port: int | None = None, log_path: Path | None = None) -> None:
-        self.env = {**os.environ, "DJANGO_DEBUG": "1", **env}
         self.port = port or free_port()
+        # Its own relay socket for local publishes (embedded default), never the checkout's shared one.
+        local = {"STREAMING_LOCAL_SOCKET": f"/tmp/widgetapp-test-{self.port}.sock"}
+        self.env = {**os.environ, "DJANGO_DEBUG": "1", **local, **env}
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -189,6 +189,8 @@ OAUTH2_PROVIDER = {
 STREAMING: dict[str, object] = {
     "REDIS_URL": REDIS_URL,
     "REDIS_PREFIX": os.environ.get("STREAMING_REDIS_PREFIX", "widgetapp"),
+    # Embedded default: other local processes publish through the running server over this socket.
+    "LOCAL_SOCKET": os.environ.get("STREAMING_LOCAL_SOCKET", str(BASE_DIR / "run" / "streaming.sock")),
     "ALLOWED_ORIGINS": env_list("STREAMING_ALLOWED_ORIGINS", ",".join(PUBLIC_ORIGINS)),
     # Limits and timeouts from STREAMING_<KEY> when set (defaults in streaming/conf.py).
     **{

@@ -60,6 +60,13 @@ class Backend(ABC):
     async def unlisten(self, key: StreamKey) -> None:
         """Stop receiving announcements of `key`."""
 
+    def reaches_subscribers(self) -> bool:
+        """Whether an event published from this process now reaches the servers' subscribers."""
+        return True
+
+    async def serve_other_processes(self) -> None:  # noqa: B027 - shared backends need no relay
+        """Called when this process starts serving: accept publishes from other local processes."""
+
     # Connections per owner across workers ----------------------------------------------------
 
     @abstractmethod

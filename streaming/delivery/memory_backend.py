@@ -2,18 +2,21 @@
 
 Numbering happens under a lock, so publishers in any thread (request threads, `manage.py shell`
 code run by the server) get gap-free seqs; events are handed to the worker's hub on its loop.
-Other processes on the same machine publish through the running server (`local_channel`).
+Other processes on the same machine publish through the running server (`local_channel`); with no
+server running, their events stay in their own process (and `publish_event` refuses to publish).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import deque
 from typing import TYPE_CHECKING
 
 from streaming.conf import streaming_settings
+from streaming.delivery import local_channel
 from streaming.delivery.backend import RESUME_MEMORY_SECONDS, Backend
 from streaming.delivery.history import (
     Appended,
@@ -27,6 +30,8 @@ from streaming.delivery.history import (
 
 if TYPE_CHECKING:
     from streaming.delivery.hub import Hub
+
+logger = logging.getLogger(__name__)
 
 
 class _MemoryLog:
@@ -47,6 +52,7 @@ class MemoryBackend(Backend):
         self._logs: dict[StreamKey, _MemoryLog] = {}
         self._lock = threading.Lock()
         self._hub: Hub | None = None
+        self._local_server: asyncio.AbstractServer | None = None
         self._slots: dict[str, dict[str, float]] = {}
         self._closed: dict[str, tuple[float, str]] = {}
 
@@ -57,6 +63,13 @@ class MemoryBackend(Backend):
         return log
 
     def append(self, key: StreamKey, data_json: str) -> Appended:
+        """Number and announce here when this process serves; else through the running server."""
+        path = streaming_settings.LOCAL_SOCKET
+        if self._hub is None and path:
+            try:
+                return local_channel.send(path, key, data_json)
+            except local_channel.ServerUnreachable as exc:
+                logger.warning("%s; the event stays in this process", exc)
         appended = self._number(key, data_json)
         self._announce(key, appended)
         return appended
@@ -123,6 +136,15 @@ class MemoryBackend(Backend):
 
     async def listen(self, key: StreamKey) -> None:
         return None
+
+    def reaches_subscribers(self) -> bool:
+        return self._hub is not None or local_channel.reachable(streaming_settings.LOCAL_SOCKET)
+
+    async def serve_other_processes(self) -> None:
+        """Let local processes publish through this server (see `local_channel`)."""
+        path = streaming_settings.LOCAL_SOCKET
+        if path and self._local_server is None:
+            self._local_server = await local_channel.serve(path, self.append)
 
     async def unlisten(self, key: StreamKey) -> None:
         return None

@@ -7,6 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from streaming.conf import streaming_settings
+from streaming.delivery.backend import get_backend
 from streaming.delivery.publish import publish
 from streaming.wire.protocol import ProtocolError
 
@@ -24,6 +26,12 @@ class Command(BaseCommand):
             payload = json.loads(data)
         except ValueError as exc:
             raise CommandError(f"DATA is not valid JSON: {exc}") from None
+        if not get_backend().reaches_subscribers():
+            raise CommandError(
+                "No server would deliver this event: without REDIS_URL, events from other processes go "
+                f"through the running server (start it with `make run`; it listens at "
+                f"{streaming_settings.LOCAL_SOCKET}), or set REDIS_URL to share Redis with the servers."
+            )
         try:
             published = publish(service, payload, topic=topic)
         except ProtocolError as exc:
