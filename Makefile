@@ -10,7 +10,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 PYTEST_ARGS ?=
 
-.PHONY: run test lint venv services chromium migrate seed serve restart scale stop site site-stop bench
+.PHONY: run test check lint venv services chromium migrate seed serve restart scale stop site site-stop bench
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -77,7 +77,13 @@ test: venv services chromium
 		$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports
+
+## Fast lane: lint plus the in-process tests on the embedded default (SQLite, in-memory layer; no
+## PostgreSQL, Redis, Chromium or server processes needed).
+check: lint
+	env -u DATABASE_URL -u REDIS_URL DJANGO_DEBUG=1 $(VENV)/bin/pytest -q -p no:cacheprovider \
+		-m "not slow and not process and not services and not browser" $(PYTEST_ARGS)
 
 ## Benchmarks side by side (ours, raw websockets ceiling, naive Channels); see bench/README.md.
 bench: venv services

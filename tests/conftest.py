@@ -12,7 +12,9 @@ import pytest
 import redis
 from django.conf import settings
 
+from accounts.models import User
 from tests.servers import DaphneProcess
+from tests.streaming_helpers import make_user
 
 
 @pytest.fixture(scope="session")
@@ -77,6 +79,18 @@ def server_env(redis_prefix, settings) -> dict[str, str]:  # noqa: F811
 
 
 @pytest.fixture
+def alice(db) -> User:
+    """An approved user (widgets and notifications; may publish widgets)."""
+    return make_user("alice")
+
+
+@pytest.fixture
+def server(daphne_factory, server_env) -> DaphneProcess:
+    """One real daphne worker sharing this test's database and Redis (history and control bus)."""
+    return daphne_factory(server_env)
+
+
+@pytest.fixture
 def daphne_factory(tmp_path) -> Iterator:
     """Start real daphne workers; all are stopped at the end of the test."""
     started: list[DaphneProcess] = []
@@ -107,3 +121,18 @@ def _close_stray_connections(django_db_setup, django_db_blocker) -> Iterator[Non
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
+
+
+#: Fixtures that start processes, and fixtures that need PostgreSQL/Redis (not the embedded default).
+PROCESS_FIXTURES = {"daphne_factory", "server", "site", "throwaway_redis", "cluster", "served"}
+SERVICE_FIXTURES = {"redis_prefix", "server_env"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what starts a process (`process`) or needs Redis (`services`), so `make check` skips it."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & PROCESS_FIXTURES:
+            item.add_marker(pytest.mark.process)
+        if names & SERVICE_FIXTURES:
+            item.add_marker(pytest.mark.services)

@@ -31,7 +31,6 @@ from streaming.ops import admin_actions as mitigation
 from streaming.ops import records as recorder_module
 from streaming.ops.cleanup import workers_sweep
 from streaming.ops.records import Recorder, recorder_of, write
-from tests.conftest import database_url_for_subprocess
 from tests.streaming_helpers import make_user, open_session, recv, send, token_for
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -54,11 +53,6 @@ async def worker(memory):
     worker = get_worker()
     yield worker
     await worker.close()
-
-
-@pytest.fixture
-def alice(db):
-    return make_user("alice")
 
 
 def recorded_worker_and_session() -> StreamSession:
@@ -198,25 +192,6 @@ async def test_readyz_is_503_while_draining(worker):
 # Real daphne workers: the admin acts through the control bus (Redis), sockets are real. ----------
 
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture
-def server(daphne_factory, redis_prefix, settings):
-    """A daphne worker sharing this test's database and Redis (history and control bus)."""
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{redis_prefix}:layer:"},
-        }
-    }
-    return daphne_factory(
-        {
-            "DATABASE_URL": database_url_for_subprocess(),
-            "REDIS_URL": REDIS_URL,
-            "STREAMING_REDIS_PREFIX": redis_prefix,
-            "STREAMING_DRAIN_SECONDS": "0.5",
-        }
-    )
 
 
 @pytest.fixture

@@ -9,11 +9,13 @@ from django.core.management import get_commands
 from streaming.conf import DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
-GUIDES = [ROOT / "docs" / "admin-guide.md", ROOT / "docs" / "client-guide.md"]
+GUIDES = [ROOT / "docs" / name for name in ("admin-guide.md", "operations.md", "security.md", "clients.md")]
 
 
 def guide_text() -> str:
-    return "\n".join(path.read_text() for path in GUIDES if path.exists())
+    missing = [path.name for path in GUIDES if not path.exists()]
+    assert not missing, f"guides missing: {missing}"
+    return "\n".join(path.read_text() for path in GUIDES)
 
 
 def test_admin_guide_exists_and_answers_each_seed_topic():
@@ -41,6 +43,21 @@ def streaming_env_overrides() -> set[str]:
     return {f"STREAMING_{key}" for key in keys}
 
 
+def deployment_variables() -> set[str]:
+    """Variables the deployment scripts, templates and Makefile read."""
+    sources = [ROOT / "Makefile", *(ROOT / "deploy").rglob("*")]
+    text = "\n".join(path.read_text() for path in sources if path.is_file())
+    return set(re.findall(r"\$\{?([A-Z][A-Z0-9_]+)", text)) | set(
+        re.findall(r"^([A-Z][A-Z0-9_]+) \?=", text, re.M)
+    )
+
+
+def code_constants() -> set[str]:
+    """Module-level constants of the engine (tunables documented as commented constants)."""
+    text = "\n".join(path.read_text() for path in (ROOT / "streaming").rglob("*.py"))
+    return set(re.findall(r"^([A-Z][A-Z0-9_]+)(?::[^=]+)? = ", text, re.M))
+
+
 def test_every_quoted_setting_exists():
     text = guide_text()
     quoted = set(re.findall(r'STREAMING\["([A-Z0-9_]+)"\]', text))
@@ -48,6 +65,7 @@ def test_every_quoted_setting_exists():
     assert quoted, "the guide quotes no setting"
     known = set(DEFAULTS) | documented_env_vars() | streaming_env_overrides()
     known |= {"OAUTH2_PROVIDER", *settings.OAUTH2_PROVIDER}
+    known |= {name for name in dir(settings) if name.isupper()} | deployment_variables() | code_constants()
     unknown = quoted - known
     assert not unknown, f"not a STREAMING setting nor a documented variable: {sorted(unknown)}"
 

@@ -10,26 +10,9 @@ import pytest
 import websockets
 from asgiref.sync import sync_to_async
 
-from tests.conftest import database_url_for_subprocess
-from tests.streaming_helpers import make_user, token_for
+from tests.streaming_helpers import token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def server(daphne_factory, redis_prefix):
-    return daphne_factory(
-        {
-            "DATABASE_URL": database_url_for_subprocess(),
-            "REDIS_URL": "redis://127.0.0.1:6379/0",
-            "STREAMING_REDIS_PREFIX": redis_prefix,
-        }
-    )
-
-
-@pytest.fixture
-def alice(db):
-    return make_user("alice")
 
 
 async def recv(ws, timeout: float = 5) -> dict:

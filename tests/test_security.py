@@ -33,16 +33,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 CLOSE_WAIT = 3.0
 
 
-@pytest.fixture
-def server(daphne_factory, server_env):
-    return daphne_factory(server_env)
-
-
-@pytest.fixture
-def alice(db) -> User:
-    return make_user("alice")
-
-
 def connect(server, token: str | None = None, **kwargs):
     protocols = ["widgetapp.v1"] + ([f"bearer.{token}"] if token is not None else [])
     return websockets.connect(server.ws_url, subprotocols=kwargs.pop("subprotocols", protocols), **kwargs)

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from asgiref.sync import sync_to_async
 
+from streaming.delivery.backend import get_backend
 from streaming.delivery.publish import apublish, publish
 from streaming.delivery.worker import get_worker
 from tests.streaming_helpers import expect_close, make_user, open_session, recv, send, token_for
@@ -14,15 +15,15 @@ from tests.streaming_helpers import expect_close, make_user, open_session, recv,
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(params=["memory", "redis"])
-def store(request, settings, redis_prefix):
-    """Run each test on the embedded store and on Redis (with a per-test key prefix)."""
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.services)])
+def store(request, settings):
+    """Run each test on the embedded backend and on Redis (with a per-test key prefix)."""
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    url = "" if request.param == "memory" else "redis://127.0.0.1:6379/0"
-    settings.STREAMING = {**settings.STREAMING, "REDIS_URL": url}
-    if request.param == "memory":
-        from streaming.delivery.backend import get_backend
-
+    if request.param == "redis":
+        request.getfixturevalue("redis_prefix")
+        settings.STREAMING = {**settings.STREAMING, "REDIS_URL": "redis://127.0.0.1:6379/0"}
+    else:
+        settings.STREAMING = {**settings.STREAMING, "REDIS_URL": ""}
         get_backend().reset()
     return request.param
 
@@ -31,11 +32,6 @@ def store(request, settings, redis_prefix):
 async def worker_cleanup():
     yield
     await get_worker().close()
-
-
-@pytest.fixture
-def alice(db):
-    return make_user("alice")
 
 
 async def _subscribe(comm, service="widgets", **extra):

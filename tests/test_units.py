@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 
-import pytest
-
 from streaming.ops.units import (
     format_bytes,
     format_count,
@@ -15,7 +13,7 @@ from streaming.ops.units import (
     format_percent,
     format_rate,
 )
-from tests.test_js_client import NODE, ROOT
+from tests.test_js_client import ROOT, node
 
 NUMBERS = [
     0,
@@ -85,12 +83,10 @@ def test_readable_units() -> None:
     assert format_count(2, "connection") == "2 connections"
 
 
-@pytest.mark.skipif(NODE is None, reason="node is not installed")
 def test_javascript_twin_formats_identically() -> None:
-    assert NODE is not None
     arg = json.dumps([NUMBERS, SIZES, DURATIONS, COUNTS])
     run = subprocess.run(
-        [NODE, "--input-type=module", "-e", JS, arg], cwd=ROOT, capture_output=True, text=True, timeout=30
+        [node(), "--input-type=module", "-e", JS, arg], cwd=ROOT, capture_output=True, text=True, timeout=30
     )
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout) == python_outputs()

@@ -1,8 +1,8 @@
 """Asyncio client for the streaming websocket; its rules are described in docs/clients.md."""
 
-from streaming.client.connection import State, Stats, StreamClient, backoff_delay
+from streaming.client.connection import StreamClient, backoff_delay
 from streaming.client.errors import ClientClosed, ConnectionLost, ServerError
-from streaming.client.streams import Event, Reset
+from streaming.client.streams import Event, Reset, State, Stats
 
 __all__ = [
     "ClientClosed",

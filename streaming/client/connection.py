@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import itertools
 import json
 import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -19,7 +17,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from websockets.typing import Subprotocol
 
 from streaming.client.errors import ClientClosed, ConnectionLost, ServerError
-from streaming.client.streams import Event, Reset, Stream
+from streaming.client.streams import Event, Reset, State, Stats, Stream
 from streaming.wire import protocol as p
 from streaming.wire.protocol import Position
 
@@ -36,22 +34,6 @@ REQUEST_TIMEOUT = 10.0
 TERMINAL_STATUS = {401: p.CLOSE_UNAUTHENTICATED, 403: p.CLOSE_FORBIDDEN}
 
 TokenProvider = Callable[[], Awaitable[str]]
-
-
-class State(enum.StrEnum):
-    CONNECTING = "connecting"
-    OPEN = "open"
-    RECONNECTING = "reconnecting"
-    CLOSED = "closed"
-
-
-@dataclass(slots=True)
-class Stats:
-    reconnects: int = 0
-    last_reconnect_s: float | None = None  # from losing a connection to the next `welcome`
-    max_reconnect_s: float = 0.0
-    duplicates_dropped: int = 0
-    resets: int = 0
 
 
 def backoff_delay(

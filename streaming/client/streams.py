@@ -1,8 +1,10 @@
-"""Per-stream bookkeeping: the last (epoch, seq) seen, resume positions, duplicates and resets."""
+"""Per-stream bookkeeping (the last (epoch, seq) seen, resume positions, duplicates, resets) and the
+client's state and counters."""
 
 from __future__ import annotations
 
 import asyncio
+import enum
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,3 +80,19 @@ class Stream:
             reset = Reset(self.service, self.topic, "gap")
         self.position = Position(epoch, seq)
         return reset, Event(msg["service"], msg["topic"], epoch, seq, msg.get("data"))
+
+
+class State(enum.StrEnum):
+    CONNECTING = "connecting"
+    OPEN = "open"
+    RECONNECTING = "reconnecting"
+    CLOSED = "closed"
+
+
+@dataclass(slots=True)
+class Stats:
+    reconnects: int = 0
+    last_reconnect_s: float | None = None  # from losing a connection to the next `welcome`
+    max_reconnect_s: float = 0.0
+    duplicates_dropped: int = 0
+    resets: int = 0
