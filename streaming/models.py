@@ -101,6 +101,8 @@ class LoadSample(models.Model):
     cpu_percent = models.FloatField(default=0)
     rss_bytes = models.BigIntegerField(default=0)
     loop_lag_ms = models.FloatField(default=0)
+    #: Per service: {"published_per_s", "received_per_s", "delivered_per_s"} on this worker.
+    per_service = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-at"]

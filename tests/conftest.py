@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,8 @@ import redis
 from django.conf import settings
 
 from accounts.models import User
+from streaming.delivery.backend import get_backend
+from streaming.delivery.worker import Worker, get_worker
 from tests.servers import DaphneProcess
 from tests.streaming_helpers import make_user
 
@@ -76,6 +78,22 @@ def server_env(redis_prefix, settings) -> dict[str, str]:  # noqa: F811
         "REDIS_URL": REDIS_URL,
         "STREAMING_REDIS_PREFIX": redis_prefix,
     }
+
+
+@pytest.fixture
+def memory(settings) -> None:  # noqa: F811
+    """The embedded backend and in-memory channel layer: one worker, driven in-process."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.STREAMING = {**settings.STREAMING, "REDIS_URL": ""}
+    get_backend().reset()
+
+
+@pytest.fixture
+async def worker(memory) -> AsyncIterator[Worker]:
+    """This process's worker on the embedded backend; closed at the end of the test."""
+    worker = get_worker()
+    yield worker
+    await worker.close()
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streaming import services
 from streaming.delivery.load import LoadMeter
-from streaming.delivery.worker import get_worker
 from streaming.models import AuditEntry, LoadSample, ServiceConfig, StreamSession, WorkerProcess
 from streaming.ops import admin_actions as mitigation
 from streaming.ops import records as recorder_module
@@ -36,23 +35,6 @@ from tests.streaming_helpers import make_user, open_session, recv, send, token_f
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def memory(settings):
-    """The embedded store and in-memory channel layer: one worker, driven in-process."""
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    settings.STREAMING = {**settings.STREAMING, "REDIS_URL": ""}
-    from streaming.delivery.backend import get_backend
-
-    get_backend().reset()
-
-
-@pytest.fixture
-async def worker(memory):
-    worker = get_worker()
-    yield worker
-    await worker.close()
 
 
 def recorded_worker_and_session() -> StreamSession:
@@ -434,7 +416,7 @@ def fake_worker(conns: list[FakeConnection]) -> SimpleNamespace:
         loop_lag=0.0,
         closed_sessions=[],
         connections={c.session_id: c for c in conns},
-        hub=SimpleNamespace(deliveries=0, streams={}, subscriber_count=lambda: len(conns)),
+        hub=SimpleNamespace(deliveries=0, streams={}, per_service={}, subscriber_count=lambda: len(conns)),
     )
     worker.meter = LoadMeter(worker)  # type: ignore[arg-type]
     return worker

@@ -60,6 +60,8 @@ class Hub:
         self.loop = loop
         self.streams: dict[StreamKey, Stream] = {}
         self.deliveries = 0
+        #: Per service: [events received, frames delivered] by this worker since it started.
+        self.per_service: dict[str, list[int]] = {}
 
     # Subscribing -----------------------------------------------------------------------------
 
@@ -149,6 +151,11 @@ class Hub:
         for sub in stream.subscribers:
             sub.deliver(payload, frame)
         self.deliveries += len(stream.subscribers)
+        counts = self.per_service.get(stream.key[0])
+        if counts is None:
+            counts = self.per_service[stream.key[0]] = [0, 0]
+        counts[0] += 1
+        counts[1] += len(stream.subscribers)
         for buffered in stream.joining.values():
             buffered.append((seq, payload))
         if stream.ahead:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,17 @@ class Published:
     seq: int
 
 
+#: Events published from this process since it started, per service and per (service, publisher);
+#: the publisher is who published over HTTP ("user:<id>", "app:<id>") or "" for domain code.
+published: Counter[str] = Counter()
+published_by: Counter[tuple[str, str]] = Counter()
+
+
+def _count(service: str, publisher: str) -> None:
+    published[service] += 1
+    published_by[(service, publisher)] += 1
+
+
 def _prepare(service: str, topic: str | None, data: Any) -> tuple[StreamKey, str]:
     svc = services.get(service)
     if svc is None:
@@ -28,17 +40,19 @@ def _prepare(service: str, topic: str | None, data: Any) -> tuple[StreamKey, str
     return (service, topic or svc.default_topic), data_json
 
 
-def publish(service: str, data: Any, *, topic: str | None = None) -> Published:
+def publish(service: str, data: Any, *, topic: str | None = None, publisher: str = "") -> Published:
     """Number, store and fan out one event; returns its position. Safe from any thread."""
     key, data_json = _prepare(service, topic, data)
     appended = get_backend().append(key, data_json)
+    _count(service, publisher)
     return Published(key[0], key[1], appended.epoch, appended.seq)
 
 
-async def apublish(service: str, data: Any, *, topic: str | None = None) -> Published:
+async def apublish(service: str, data: Any, *, topic: str | None = None, publisher: str = "") -> Published:
     """Async variant of `publish` for code running on the event loop."""
     key, data_json = _prepare(service, topic, data)
     appended = await get_backend().aappend(key, data_json)
+    _count(service, publisher)
     return Published(key[0], key[1], appended.epoch, appended.seq)
 
 

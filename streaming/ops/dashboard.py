@@ -1,4 +1,4 @@
-"""The load dashboard's data: per-worker series from LoadSample, per-service figures, as JSON."""
+"""The load dashboard's data: per-worker and per-service series from LoadSample, as JSON."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from streaming import services
 from streaming.models import LoadSample, StreamSession
+from streaming.ops import flows
 
 #: The measures of a LoadSample drawn on the dashboard (charts are declared in dashboard.js).
 WORKER_FIELDS = (
@@ -44,17 +45,23 @@ def _thinned(series: dict[str, list[float]]) -> dict[str, list[float]]:
     return {name: values[::step] for name, values in series.items()} if step > 1 else series
 
 
-def service_figures() -> dict[str, dict[str, float]]:
-    """Per service, what the database knows now: open sessions subscribed to it.
-
-    Per-service publish and delivery rates are not recorded yet; when they are (e.g. a per-service
-    map on LoadSample), they join this dict and dashboard.js draws them with no other change.
-    """
+def subscribed_sessions() -> Counter[str]:
+    """Per service, the open sessions subscribed to it (as recorded)."""
     subscribed: Counter[str] = Counter()
     open_sessions = StreamSession.objects.filter(closed_at__isnull=True)
     for subscriptions in open_sessions.values_list("subscriptions", flat=True):
         subscribed.update({entry.split("/", 1)[0] for entry in subscriptions})
-    return {name: {"subscribed_sessions": subscribed[name]} for name in services.names()}
+    return subscribed
+
+
+def service_figures(since: datetime) -> dict[str, Any]:
+    """Per service: its rates over time (published, received, delivered) and the sessions subscribed now."""
+    lines = flows.series(since)
+    subscribed = subscribed_sessions()
+    return {
+        name: {**lines.get(name, {"t": []}), "subscribed_sessions": subscribed[name]}
+        for name in services.names()
+    }
 
 
 def dashboard_data(*, now: datetime, minutes: int = 60) -> dict[str, Any]:
@@ -63,5 +70,5 @@ def dashboard_data(*, now: datetime, minutes: int = 60) -> dict[str, Any]:
         "now": now.timestamp(),
         "minutes": minutes,
         "workers": worker_series(now - timedelta(minutes=minutes)),
-        "services": service_figures(),
+        "services": service_figures(now - timedelta(minutes=minutes)),
     }

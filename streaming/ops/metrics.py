@@ -13,6 +13,11 @@ Series (all gauges unless marked counter):
 - streaming_subscriptions{worker}           subscriptions held by those connections
 - streaming_messages_in_total{worker}       counter: client messages received
 - streaming_deliveries_total{worker}        counter: events delivered to subscribers
+- streaming_service_published_total{worker,service}  counter: events published through this worker
+- streaming_service_received_total{worker,service}   counter: events this worker received to fan out
+- streaming_service_deliveries_total{worker,service} counter: frames delivered to subscribers
+- streaming_publisher_published_total{worker,service,publisher}  counter: publishes over HTTP, by
+                                            publisher ("user:<id>" or "app:<id>")
 - streaming_loop_lag_seconds{worker}        event-loop lag measured by the worker tick
 - streaming_layer_latency_seconds{worker}   channel-layer round trip at the last heartbeat
 - streaming_recorder_cpu_seconds_total{worker}  counter: CPU the session/load recording used
@@ -36,6 +41,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from streaming import services
+from streaming.delivery import publish
 from streaming.delivery.worker import Worker
 from streaming.models import ServiceConfig, StreamSession, WorkerProcess
 from streaming.ops.records import recorder_of
@@ -104,7 +110,36 @@ def worker_families(worker: Worker | None) -> list[Metric]:
             recorder.cpu_seconds if recorder else 0.0,
         ),
         _counter("streaming_recorder_flushes", "Heartbeats written.", w, recorder.flushes if recorder else 0),
+        *flow_families(worker),
     ]
+
+
+def flow_families(worker: Worker) -> list[Metric]:
+    """Per-service and per-publisher counters of this worker (rates come from Prometheus' rate())."""
+    w, per_service = worker.id, worker.hub.per_service
+    published = CounterMetricFamily(
+        "streaming_service_published", "Events published through this worker.", labels=["worker", "service"]
+    )
+    received = CounterMetricFamily(
+        "streaming_service_received", "Events received to fan out.", labels=["worker", "service"]
+    )
+    delivered = CounterMetricFamily(
+        "streaming_service_deliveries", "Frames delivered to subscribers.", labels=["worker", "service"]
+    )
+    by_publisher = CounterMetricFamily(
+        "streaming_publisher_published",
+        "Events published over HTTP, by publisher.",
+        labels=["worker", "service", "publisher"],
+    )
+    for service, count in publish.published.items():
+        published.add_metric([w, service], count)
+    for service, (events, deliveries) in per_service.items():
+        received.add_metric([w, service], events)
+        delivered.add_metric([w, service], deliveries)
+    for (service, publisher), count in publish.published_by.items():
+        if publisher:
+            by_publisher.add_metric([w, service, publisher], count)
+    return [published, received, delivered, by_publisher]
 
 
 def fleet_families() -> list[Metric]:

@@ -181,6 +181,7 @@ class Recorder:
             "state": self.state(),
             "bytes_out": self.bytes_out,
             **{name: load[name] for name in LOAD_FIELDS},
+            "per_service": load["services"],
         }
         return Batch(worker=stats, sessions=rows)
 
@@ -290,10 +291,14 @@ def write(batch: Batch) -> float:
     stats = batch.worker
     with background_transaction():
         worker, _ = WorkerProcess.objects.update_or_create(
-            worker_id=stats["worker_id"], defaults={k: v for k, v in stats.items() if k != "worker_id"}
+            worker_id=stats["worker_id"],
+            defaults={k: v for k, v in stats.items() if k not in ("worker_id", "per_service")},
         )
         LoadSample.objects.create(
-            worker=worker, at=stats["heartbeat_at"], **{k: stats[k] for k in LOAD_FIELDS}
+            worker=worker,
+            at=stats["heartbeat_at"],
+            per_service=stats["per_service"],
+            **{k: stats[k] for k in LOAD_FIELDS},
         )
         if batch.sessions and connection.vendor == "postgresql":
             with connection.cursor() as cursor:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -10,6 +9,8 @@ from django.db.models import Max, QuerySet
 
 from streaming import services
 from streaming.models import LoadSample, ServiceConfig, StreamSession, WorkerProcess
+from streaming.ops import flows
+from streaming.ops.dashboard import subscribed_sessions
 from streaming.ops.fd_limits import fd_warnings
 from streaming.ops.units import format_bytes, format_count, format_duration, format_percent, format_rate
 
@@ -69,17 +70,25 @@ def workers_table(now: datetime, workers: QuerySet[WorkerProcess]) -> str:
     return table(headers, rows) if rows else "no workers recorded"
 
 
-def services_table() -> str:
-    subscribed: Counter[str] = Counter()
-    for subscriptions in StreamSession.objects.filter(closed_at__isnull=True).values_list(
-        "subscriptions", flat=True
-    ):
-        subscribed.update({entry.split("/", 1)[0] for entry in subscriptions})
+def services_table(now: datetime) -> str:
+    subscribed = subscribed_sessions()
+    rates = flows.current(now)
     disabled = set(ServiceConfig.objects.filter(enabled=False).values_list("name", flat=True))
-    rows = [
-        (name, "disabled" if name in disabled else "enabled", subscribed[name]) for name in services.names()
-    ]
-    return table(["service", "state", "open sessions"], rows)
+    rows = []
+    for name in services.names():
+        flow = rates.get(name, dict.fromkeys(flows.FIELDS, 0.0))
+        rows.append(
+            (
+                name,
+                "disabled" if name in disabled else "enabled",
+                subscribed[name],
+                format_rate(flow["published_per_s"]),
+                format_rate(flow["received_per_s"]),
+                format_rate(flow["delivered_per_s"]),
+            )
+        )
+    headers = ["service", "state", "open sessions", "published", "events", "delivered"]
+    return table(headers, rows)
 
 
 def load_summary(now: datetime) -> str:
@@ -102,7 +111,7 @@ def status_text(*, now: datetime, show_all: bool = False) -> str:
         [
             f"WidgetApp streaming at {now:%Y-%m-%d %H:%M:%S} UTC",
             workers_table(now, workers),
-            services_table(),
+            services_table(now),
             load_summary(now),
             *fd_warnings(workers),
         ]

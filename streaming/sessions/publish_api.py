@@ -23,6 +23,11 @@ from streaming.wire.protocol import CLOSE_UNAUTHENTICATED, ProtocolError
 Reply = tuple[int, dict[str, Any]]
 
 
+def publisher_label(user_id: int | None, application_id: int | None) -> str:
+    """How rates name a publisher: its user, or its client-credentials application."""
+    return f"user:{user_id}" if user_id is not None else f"app:{application_id}"
+
+
 def problem(status: int, code: str, message: str) -> Reply:
     return status, {"error": code, "message": message}
 
@@ -61,7 +66,8 @@ async def handle_publish(service: str, authorization: str, raw: bytes) -> Reply:
         return problem(403, p.FORBIDDEN, f"Your token does not allow publish:{service}.")
     try:
         body = parse_body(raw)
-        published = await apublish(service, body["data"], topic=body.get("topic"))
+        publisher = publisher_label(*grant.principal.owner)
+        published = await apublish(service, body["data"], topic=body.get("topic"), publisher=publisher)
     except ProtocolError as exc:
         return problem(413 if exc.code == p.TOO_LARGE else 400, exc.code, exc.message)
     except ValueError as exc:

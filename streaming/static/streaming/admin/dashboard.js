@@ -1,7 +1,7 @@
 /**
  * The admin load dashboard: uPlot charts of the last hour from dashboard/data.json, refreshed every
  * few seconds. Fleet charts draw one line per worker; then one chart per worker (message rates) and
- * one per service (whatever per-service figures the data carries, collected while the page is open).
+ * one per service (published, fanned-out and delivered events per second over the fleet).
  */
 
 import uPlot from "../vendor/uplot/uPlot.esm.js";
@@ -33,16 +33,14 @@ const PER_WORKER = [
   { label: "messages in", field: "messages_in_per_s", format: formatRate },
   { label: "messages out", field: "messages_out_per_s", format: formatRate },
 ];
-/** One chart per service, one line per figure present in data.services[name] (others are skipped). */
+/** One chart per service over the fleet: events published, events fanned out, frames delivered. */
 const PER_SERVICE = [
   { label: "published", field: "published_per_s", format: formatRate },
+  { label: "events", field: "received_per_s", format: formatRate },
   { label: "delivered", field: "delivered_per_s", format: formatRate },
-  { label: "sessions subscribed", field: "subscribed_sessions", integer: true,
-    format: (v) => formatCount(Math.round(v), "session"), tick: formatNumber },
 ];
 
 const board = document.getElementById("streaming-dashboard");
-const serviceHistory = new Map(); // service -> {t: [], <field>: []}, gathered while the page is open
 let charts = new Map(); // chart id -> uPlot
 
 render(JSON.parse(document.getElementById("dashboard-data").textContent));
@@ -58,13 +56,12 @@ async function refresh() {
 }
 
 function render(data) {
-  remember(data);
   const workers = Object.keys(data.workers);
   summarise(data, workers);
   const specs = [
     ...FLEET.map((chart) => fleetChart(chart, data.workers)),
     ...workers.map((worker) => workerChart(worker, data.workers[worker])),
-    ...[...serviceHistory].map(([name, history]) => serviceChart(name, history)),
+    ...Object.entries(data.services).map(([name, figures]) => serviceChart(name, figures)),
   ].filter(Boolean);
   const fresh = new Map();
   for (const spec of specs) {
@@ -81,15 +78,6 @@ function render(data) {
   }
   for (const stale of charts.values()) stale.root.closest(".streaming-chart").remove();
   charts = fresh;
-}
-
-function remember(data) {
-  for (const [name, figures] of Object.entries(data.services)) {
-    const history = serviceHistory.get(name) ?? { t: [] };
-    history.t.push(data.now);
-    for (const [field, value] of Object.entries(figures)) (history[field] ??= []).push(value);
-    serviceHistory.set(name, history);
-  }
 }
 
 function summarise(data, workers) {
@@ -116,13 +104,12 @@ function workerChart(worker, samples) {
     ...axisOf(PER_WORKER[0]) };
 }
 
-function serviceChart(name, history) {
-  const fields = PER_SERVICE.filter((field) => history[field.field]);
-  if (!fields.length) return null;
-  const series = fields.map((field) => ({ label: field.label, format: field.format }));
-  const data = [history.t, ...fields.map((field) => history[field.field])];
-  return { id: `service-${name}`, group: "services", title: `Service ${name}`, series, data,
-    ...axisOf(fields[0]) };
+function serviceChart(name, figures) {
+  const series = PER_SERVICE.map((field) => ({ label: field.label, format: field.format }));
+  const data = [figures.t, ...PER_SERVICE.map((field) => figures[field.field] ?? [])];
+  const subscribed = formatCount(figures.subscribed_sessions ?? 0, "session");
+  return { id: `service-${name}`, group: "services", title: `Service ${name} (${subscribed} subscribed now)`,
+    series, data, ...axisOf(PER_SERVICE[0]) };
 }
 
 function axisOf(field) {
