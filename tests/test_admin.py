@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streaming import services
 from streaming.delivery.load import LoadMeter
+from streaming.delivery.publish import publish
 from streaming.models import AuditEntry, LoadSample, ServiceConfig, StreamSession, WorkerProcess
 from streaming.ops import admin_actions as mitigation
 from streaming.ops import records as recorder_module
@@ -268,11 +269,15 @@ async def test_drain_action_hands_real_clients_over_with_4012(server, alice, sta
     ).aexists()
 
 
-async def test_disabling_a_service_ends_its_subscriptions(server, alice, staff_client):
+async def test_disabling_a_service_ends_its_subscriptions_and_enabling_brings_them_back(
+    server, alice, staff_client
+):
     await sync_to_async(mitigation.service_configs_ensure)()
     token = await sync_to_async(token_for)(alice)
     ws, _ = await connect_and_subscribe(server, token, "widgets", "notifications")
     widgets = await ServiceConfig.objects.aget(name="widgets")
+    before = await sync_to_async(publish)("widgets", {"n": "before"})
+    assert json.loads(await asyncio.wait_for(ws.recv(), 5))["seq"] == before.seq
     await sync_to_async(staff_client.post)(
         "/admin/streaming/serviceconfig/", {"action": "disable", "_selected_action": [widgets.pk]}
     )
@@ -280,6 +285,17 @@ async def test_disabling_a_service_ends_its_subscriptions(server, alice, staff_c
     assert ended["type"] == "error" and ended["code"] == "service_disabled" and ended["service"] == "widgets"
     await ws.send(json.dumps({"type": "subscribe", "service": "widgets", "id": "again"}))
     assert json.loads(await asyncio.wait_for(ws.recv(), 5))["code"] == "service_disabled"
+    missed = await sync_to_async(publish)("widgets", {"n": "while disabled"})
+    await sync_to_async(staff_client.post)(
+        "/admin/streaming/serviceconfig/", {"action": "enable", "_selected_action": [widgets.pk]}
+    )
+    back = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert back["type"] == "subscribed" and back["service"] == "widgets" and "id" not in back
+    assert back["recovered"] is True and back["epoch"] == before.epoch
+    event = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert (
+        event["type"] == "event" and event["seq"] == missed.seq and event["data"] == {"n": "while disabled"}
+    )
     await ws.close()
     assert await AuditEntry.objects.filter(kind="admin_action", detail="disable service widgets").aexists()
 

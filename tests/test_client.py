@@ -326,3 +326,19 @@ def test_backoff_is_full_jitter_capped_and_honours_the_hint() -> None:
     assert all(0 <= d <= 10 for d in delays)
     assert max(backoff_delay(0) for _ in range(200)) <= 0.25
     assert min(backoff_delay(0, hint=1.5) for _ in range(50)) >= 1.5
+
+
+async def test_a_disabled_service_suspends_the_stream_and_enabling_resumes_it(server: FakeServer) -> None:
+    async with make_client(server) as client:
+        await client.subscribe("notifications")
+        await server.publish("a")
+        assert seqs(await take(client, 1)) == [1]
+        ws = server.live()[0]
+        server.subscribers[("notifications", USER_TOPIC)].discard(ws)
+        await send(ws, type="error", code="service_disabled", message="Service is disabled.",
+                   service="notifications", topic=USER_TOPIC)  # fmt: skip
+        assert await take(client, 1) == [Reset("notifications", USER_TOPIC, "service_disabled")]
+        await server.publish("b")  # missed while disabled
+        await server.subscribe(ws, {"service": "notifications", "since": {"epoch": "e1", "seq": 1}}, {})
+        items = await take(client, 1)
+    assert items == [Event("notifications", USER_TOPIC, "e1", 2, "b")]

@@ -7,7 +7,6 @@ import contextlib
 import itertools
 import json
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
@@ -16,6 +15,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.typing import Subprotocol
 
+from streaming.client.backoff import BACKOFF_BASE, BACKOFF_CAP, STABLE_AFTER, backoff_delay
 from streaming.client.errors import ClientClosed, ConnectionLost, ServerError
 from streaming.client.streams import Event, Reset, State, Stats, Stream
 from streaming.wire import protocol as p
@@ -23,24 +23,11 @@ from streaming.wire.protocol import Position
 
 logger = logging.getLogger(__name__)
 
-# Reconnect delays: full jitter over BACKOFF_BASE * 2**attempt, capped at BACKOFF_CAP (seconds).
-BACKOFF_BASE = 0.25
-BACKOFF_CAP = 10.0
-# A connection that stayed open this long was healthy, so the next loss starts the backoff afresh;
-# a server that accepts and drops at once keeps growing the delay instead of being hammered.
-STABLE_AFTER = 10.0
 REQUEST_TIMEOUT = 10.0
 # Handshake refusals (HTTP status) that no retry can fix, mapped to their close-code meaning.
 TERMINAL_STATUS = {401: p.CLOSE_UNAUTHENTICATED, 403: p.CLOSE_FORBIDDEN}
 
 TokenProvider = Callable[[], Awaitable[str]]
-
-
-def backoff_delay(
-    attempt: int, *, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP, hint: float = 0.0
-) -> float:
-    """Full-jitter exponential backoff, never sooner than the server's `retry_after_ms` hint."""
-    return max(hint, random.uniform(0.0, min(cap, base * 2**attempt)))
 
 
 class StreamClient:
@@ -310,8 +297,10 @@ class StreamClient:
             self._on_subscribe_reply(self._subscribing.pop(msg["id"]), msg)
         elif msg.get("id") in self._pending:
             self._on_reply(self._pending.pop(msg["id"]), msg)
+        elif kind == p.SUBSCRIBED:
+            self._on_unrequested_subscribed(msg)
         elif kind == p.ERROR:
-            logger.warning("server error: %s %s", msg.get("code"), msg.get("message"))
+            self._on_server_error(msg)
 
     async def _on_welcome(self, ws: ClientConnection, msg: dict[str, Any]) -> None:
         self.welcome, self.expires_at = msg, msg.get("expires_at")
@@ -337,11 +326,31 @@ class StreamClient:
     def _on_subscribe_reply(self, stream: Stream, msg: dict[str, Any]) -> None:
         if stream not in self._streams:
             return  # unsubscribed while the reply was in flight
+        if msg.get("type") == p.ERROR and msg.get("code") == p.SERVICE_DISABLED and stream.ready.done():
+            return  # a live stream whose service is disabled for now: kept, started on enable
         if msg.get("type") == p.ERROR:
             self._drop_stream(stream, msg)
             return
         self._by_key[(stream.service, msg["topic"])] = stream
         self._report(stream.on_subscribed(msg))
+
+    def _on_server_error(self, msg: dict[str, Any]) -> None:
+        """An error no request waits for; one naming a live stream ends it, or suspends it while
+        its service is disabled (the server starts it again, with what it missed, once re-enabled)."""
+        logger.warning("server error: %s %s", msg.get("code"), msg.get("message"))
+        stream = self._by_key.get((msg.get("service"), msg.get("topic")))  # type: ignore[arg-type]
+        if stream is None:
+            return
+        if msg.get("code") == p.SERVICE_DISABLED:
+            self._report(Reset(stream.service, stream.topic, p.SERVICE_DISABLED))
+        else:
+            self._drop_stream(stream, msg)
+
+    def _on_unrequested_subscribed(self, msg: dict[str, Any]) -> None:
+        """The server (re)started a stream by itself: a service was re-enabled, or its history reset."""
+        stream = self._by_key.get((msg["service"], msg["topic"]))
+        if stream is not None:
+            self._report(stream.on_subscribed(msg))
 
     def _drop_stream(self, stream: Stream, msg: dict[str, Any]) -> None:
         self._streams.remove(stream)

@@ -18,6 +18,7 @@ from streaming.delivery.backend import Backend
 from streaming.delivery.history import Replay, StreamKey
 from streaming.server.writer import ws_text_frame
 from streaming.wire import messages
+from streaming.wire.protocol import Position
 
 logger = logging.getLogger(__name__)
 
@@ -217,6 +218,13 @@ class Hub:
             if not stream.filling:
                 stream.filling = True
                 await self._fill(stream)
+
+    def position(self, key: StreamKey) -> Position | None:
+        """How far this worker has delivered `key` (None when it does not follow it)."""
+        stream = self.streams.get(key)
+        if stream is None or stream.epoch is None:
+            return None
+        return Position(stream.epoch, stream.seq)
 
     def subscriber_count(self) -> int:
         return sum(len(stream) for stream in self.streams.values())

@@ -17,7 +17,7 @@ from streaming.sessions.auth import Grant
 from streaming.sessions.limits import apply
 from streaming.sessions.ratelimit import TokenBucket
 from streaming.wire import messages
-from streaming.wire.protocol import CLOSE_OVERLOADED, CLOSE_UNAUTHENTICATED, PING, encode
+from streaming.wire.protocol import CLOSE_OVERLOADED, CLOSE_UNAUTHENTICATED, PING, Position, encode
 
 PING_FRAME = encode({"type": PING}).encode()
 
@@ -48,6 +48,7 @@ class Connection:
         "resumed_from",
         "closed_with",
         "user_slot",
+        "suspended",
     )
 
     def __init__(
@@ -81,6 +82,8 @@ class Connection:
         self.closed_with: tuple[int, str] | None = None
         #: The owner whose per-user connection slot this session holds (released at close).
         self.user_slot: str | None = None
+        #: Streams of disabled services, with the position reached; created when first needed.
+        self.suspended: dict[StreamKey, Position | None] | None = None
         apply(self)
 
     @property
@@ -96,6 +99,22 @@ class Connection:
 
     def deliver(self, payload: bytes, frame: bytes) -> None:
         self.writer.write(payload, frame)
+
+    def suspend(self, key: StreamKey, position: Position | None) -> None:
+        """Remember a stream a disabled service ended; a known position is never forgotten."""
+        if self.suspended is None:
+            self.suspended = {}
+        if position is not None or key not in self.suspended:
+            self.suspended[key] = position
+
+    def take_suspended(self, service: str) -> list[tuple[StreamKey, Position | None]]:
+        """Forget and return the suspended streams of `service`."""
+        if not self.suspended:
+            return []
+        taken = [(key, pos) for key, pos in self.suspended.items() if key[0] == service]
+        for key, _ in taken:
+            del self.suspended[key]
+        return taken
 
     def audit_fields(self) -> dict[str, Any]:
         """Who and where, as the audit log records them."""

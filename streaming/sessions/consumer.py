@@ -15,11 +15,11 @@ from streaming.conf import streaming_settings
 from streaming.delivery.worker import get_worker
 from streaming.server import daphne
 from streaming.server.writer import make_writer
-from streaming.sessions import access, lifecycle, limits
+from streaming.sessions import access, lifecycle, limits, subscriptions
 from streaming.sessions.auth import AuthError, Grant, cached_grant, verify_token
 from streaming.sessions.connection import Connection, iso
 from streaming.sessions.handshake import Handshake, HandshakeError
-from streaming.sessions.operations import drop_disallowed
+from streaming.sessions.subscriptions import drop_disallowed
 from streaming.wire import messages
 from streaming.wire import protocol as p
 from streaming.wire.protocol import ClientMessage, ProtocolError
@@ -206,31 +206,18 @@ class StreamConsumer(AsyncConsumer):
     async def on_subscribe(self, msg: ClientMessage) -> None:
         conn = self.conn
         assert conn is not None and msg.service is not None
-        service = access.resolve(conn.principal, msg.service, msg.id)
+        try:
+            service = access.resolve(conn.principal, msg.service, msg.id)
+        except ProtocolError as refused:
+            subscriptions.remember_refused(conn, msg, refused)
+            raise
         key = access.stream_key(conn.principal, service, msg.topic, msg.id)
         if key in conn.subscriptions:
             raise ProtocolError(p.BAD_REQUEST, f"Already subscribed to {key[0]}/{key[1]}.", msg.id)
         cap = int(limits.effective("MAX_SUBSCRIPTIONS", conn, service=service.name))
         if len(conn.subscriptions) >= cap:
             raise ProtocolError(p.TOO_MANY_SUBSCRIPTIONS, f"At most {cap} subscriptions.", msg.id)
-        hub = self.worker.hub
-        conn.subscriptions[key] = None
-        since = msg.since
-        try:
-            replay, recovered = await hub.subscribe(
-                conn, key, since.epoch if since else None, since.seq if since else 0
-            )
-            if recovered:
-                await lifecycle.note_resume(self.worker, conn)
-        except BaseException:
-            conn.subscriptions.pop(key, None)  # nothing half-joined stays behind
-            await hub.unsubscribe(conn, key)
-            raise
-        if conn.closing or key not in conn.subscriptions:
-            await hub.unsubscribe(conn, key)
-            return
-        self._send(messages.subscribed(key[0], key[1], replay.epoch, replay.seq, recovered, msg.id))
-        hub.finish_join(conn, key, replay)
+        await subscriptions.join(self.worker, conn, key, msg.since, msg.id)
 
     async def on_unsubscribe(self, msg: ClientMessage) -> None:
         conn = self.conn

@@ -18,25 +18,8 @@ from streaming.delivery.worker import Worker
 from streaming.models import ServiceConfig
 from streaming.sessions import access, auth, drain, limits
 from streaming.sessions.connection import Connection
-from streaming.wire import messages
+from streaming.sessions.subscriptions import drop_disallowed, resume_service
 from streaming.wire import protocol as p
-from streaming.wire.protocol import ProtocolError
-
-
-async def drop_disallowed(worker: Worker, conn: Connection) -> None:
-    """Unsubscribe what the connection's current grant no longer allows, telling the client why."""
-    for key in list(conn.subscriptions):
-        try:
-            access.resolve(conn.principal, key[0], None)
-        except ProtocolError as exc:
-            del conn.subscriptions[key]
-            await worker.hub.unsubscribe(conn, key)
-            audit.record(
-                audit.Kind.DENIED, **conn.audit_fields(), detail=f"unsubscribed {key[0]}: {exc.message}"
-            )
-            notice = messages.error(exc.code, exc.message)
-            notice["service"], notice["topic"] = key
-            conn.send_message(notice)
 
 
 def _matches(conn: Connection, fields: Mapping[str, Any], sessions: set[str]) -> bool:
@@ -72,6 +55,8 @@ async def set_service(worker: Worker, fields: dict[str, Any]) -> None:
     name, enabled = fields["name"], fields["enabled"]
     if enabled:
         access.disabled_services.discard(name)
+        for conn in list(worker.connections.values()):
+            await resume_service(worker, conn, name)
         return
     access.disabled_services.add(name)
     for conn in list(worker.connections.values()):

@@ -303,6 +303,7 @@ export class StreamClient extends EventTarget {
     else if (msg.type === "event") this._onEvent(msg);
     else if (msg.type === "reconnect") this._retryHintMs = Number(msg.retry_after_ms) || 0;
     else if (msg.type === "token_expiring") this.refresh().catch(reportRefreshFailure);
+    else if (msg.type === "subscribed" && msg.id === undefined) this._onUnrequestedSubscribed(msg);
     else this._onReply(msg);
   }
 
@@ -351,15 +352,27 @@ export class StreamClient extends EventTarget {
     else if (msg.type === "error") this._onServerError(msg);
   }
 
-  /** An `error` no request waits for; one naming a live stream ends it (e.g. service_disabled). */
+  /** An `error` no request waits for; one naming a live stream ends it, or suspends it while its
+   * service is disabled (the server starts it again, with what it missed, once re-enabled). */
   _onServerError(msg) {
     const sub = msg.service === undefined ? null : this._byKey.get(streamKey(msg.service, msg.topic));
-    if (sub) this._dropSubscription(sub, msg);
+    if (sub && msg.code === "service_disabled") this._reportReset(sub, sub.notice("service_disabled"));
+    else if (sub) this._dropSubscription(sub, msg);
     this.dispatchEvent(new CustomEvent("servererror", { detail: msg }));
+  }
+
+  /** The server (re)started a stream by itself: a service was re-enabled, or its history reset. */
+  _onUnrequestedSubscribed(msg) {
+    const sub = this._byKey.get(streamKey(msg.service, msg.topic));
+    if (!sub) return;
+    this._reportReset(sub, sub.onSubscribed(msg));
+    this.dispatchEvent(new CustomEvent("resumed", { detail: { service: msg.service, topic: msg.topic } }));
   }
 
   _onSubscribeReply(sub, msg) {
     if (!this._subs.includes(sub)) return; // unsubscribed while the reply was in flight
+    const suspended = msg.type === "error" && msg.code === "service_disabled" && sub.topic !== null;
+    if (suspended) return; // a live stream whose service is disabled for now: kept, started on enable
     if (msg.type === "error") return this._dropSubscription(sub, msg);
     this._byKey.set(streamKey(sub.service, msg.topic), sub);
     this._reportReset(sub, sub.onSubscribed(msg));

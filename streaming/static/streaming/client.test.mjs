@@ -211,27 +211,32 @@ for (const code of [4400, 4401, 4403]) {
   });
 }
 
-test("an error naming a live stream ends it with a reset (service disabled by an admin)", async () => {
+test("a disabled service suspends a live stream; re-enabled, it resumes with what it missed", async () => {
   const client = makeClient();
   const socket = await open(client);
   const resets = [];
   const seen = [];
   const onevent = (ev) => seen.push(ev.seq);
-  const sub = await subscribed(client, socket, { onevent, onreset: (reset) => resets.push(reset) });
+  await subscribed(client, socket, { onevent, onreset: (reset) => resets.push(reset) });
+  socket.receive(event(1));
   const errors = [];
   client.addEventListener("servererror", (ev) => errors.push(ev.detail.code));
   const disabled = { type: "error", code: "service_disabled", message: "Service 'widgets' is disabled." };
   socket.receive({ ...disabled, service: "widgets", topic: "all" });
-  socket.receive(event(1));
   assert.deepEqual(resets, [{ type: "reset", service: "widgets", topic: "all", reason: "service_disabled" }]);
-  assert.deepEqual(seen, []);
   assert.deepEqual(errors, ["service_disabled"]);
   socket.serverClose(4012, "restart");
   await until(() => FakeSocket.instances.length === 2);
-  FakeSocket.instances[1].receive(WELCOME);
+  const again = FakeSocket.instances[1];
+  again.receive(WELCOME);
   await until(() => client.state === "open");
-  assert.equal(FakeSocket.instances[1].lastSent("subscribe"), undefined); // the stream is gone for good
-  await assert.rejects(sub[Symbol.asyncIterator]().next(), { code: "service_disabled" });
+  const resubscribe = again.lastSent("subscribe"); // still wanted: asked again, from where it was
+  assert.deepEqual(resubscribe.since, { epoch: "e1", seq: 1 });
+  again.receive({ ...disabled, id: resubscribe.id }); // still disabled: kept, not dropped
+  again.receive({ type: "subscribed", service: "widgets", topic: "all", epoch: "e1", seq: 2, recovered: true });
+  again.receive(event(2));
+  assert.deepEqual(seen, [1, 2]);
+  assert.equal(resets.length, 1);
 });
 
 test("4401 fetches a fresh token from getToken and reconnects once", async () => {

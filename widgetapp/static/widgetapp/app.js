@@ -41,6 +41,7 @@ async function main() {
     onstate: (state) => showState(state),
   });
   revokeOnSignOut(tokens, client);
+  client.addEventListener("resumed", (event) => markResumed(event.detail.service));
   await client.connect();
   const allowed = new Set(client.welcome.services);
   if (allowed.has("widgets")) await followWidgets(client);
@@ -139,9 +140,27 @@ async function followLoad(client) {
 function whenReset(service, refetch) {
   return (reset) => {
     if (CONTINUITY_LOST.has(reset.reason)) return refetch();
+    if (reset.reason === "service_disabled") return markPaused(service);
     markUnavailable(service, reset.reason);
     showAvailability(service, false);
   };
+}
+
+/** An administrator disabled the service: the stream resumes here, with what it missed, when re-enabled. */
+function markPaused(service) {
+  const section = $(service);
+  if (!section) return;
+  const note = section.querySelector(".unavailable");
+  note.textContent = `The ${service} service is paused by an administrator; it resumes here when re-enabled.`;
+  note.hidden = false;
+  section.dataset.available = "paused";
+}
+
+function markResumed(service) {
+  const section = $(service);
+  if (!section || section.dataset.available !== "paused") return;
+  section.querySelector(".unavailable").hidden = true;
+  section.dataset.available = "true";
 }
 
 /** Ask again after a lost connection (the client waits for the next `welcome`). */
