@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from django.conf import settings
+
+from streaming.delivery import redis_clients
 
 from tests.servers import DaphneProcess
 
@@ -34,7 +35,7 @@ def redis_prefix(settings) -> Iterator[str]:  # noqa: F811 - pytest-django's set
     settings.STREAMING = {**settings.STREAMING, "REDIS_PREFIX": prefix}
     yield prefix
     url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-    client = redis.Redis.from_url(url)
+    client = redis_clients.sync_client(url)
     keys = list(client.scan_iter(f"{prefix}:*", count=1000))
     if keys:
         client.delete(*keys)
