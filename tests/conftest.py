@@ -12,7 +12,6 @@ import pytest
 from django.conf import settings
 
 from streaming.delivery import redis_clients
-
 from tests.servers import DaphneProcess
 
 

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -35,7 +36,8 @@ def free_redis_port(taken: set[int]) -> int:
     raise RuntimeError("no free port for Redis in 7100-7199")
 
 
-def _wait(check, timeout: float, what: str) -> None:
+def wait_until(check: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll `check` until it is true (Redis errors count as not yet)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -69,7 +71,7 @@ class RedisNode:
         argv = ["redis-server", str(conf)] + (["--sentinel"] if self.sentinel else [])
         log = open(self.data_dir / "redis.log", "ab")
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-        _wait(self.client.ping, 10, f"redis on {self.port}")
+        wait_until(self.client.ping, 10, f"redis on {self.port}")
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
@@ -111,10 +113,12 @@ class SentinelSet:
     def start(self) -> SentinelSet:
         self.primary.start()
         self.replica.start()
-        _wait(lambda: self.replica.client.info("replication")["master_link_status"] == "up", 20, "replica")
+        wait_until(
+            lambda: self.replica.client.info("replication")["master_link_status"] == "up", 20, "replica"
+        )
         for sentinel in self.sentinels:
             sentinel.start()
-        _wait(self._watched, 20, "sentinels")
+        wait_until(self._watched, 20, "sentinels")
         return self
 
     def _watched(self) -> bool:
@@ -126,14 +130,18 @@ class SentinelSet:
         return True
 
     def primary_port(self) -> int:
-        host, port = self.sentinels[0].client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)
+        host, port = self.sentinels[0].client.execute_command(
+            "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME
+        )
         return int(port)
 
     def wait_promoted(self, timeout: float = 30.0) -> None:
         """Until the sentinels name the replica as primary and it accepts writes."""
-        _wait(
-            lambda: self.primary_port() == self.replica.port
-            and self.replica.client.info("replication")["role"] == "master",
+        wait_until(
+            lambda: (
+                self.primary_port() == self.replica.port
+                and self.replica.client.info("replication")["role"] == "master"
+            ),
             timeout,
             "failover",
         )
@@ -167,7 +175,9 @@ class ClusterSet:
             capture_output=True,
             timeout=30,
         )
-        _wait(lambda: all(n.client.cluster("info")["cluster_state"] == "ok" for n in self.nodes), 20, "cluster")
+        wait_until(
+            lambda: all(n.client.cluster("info")["cluster_state"] == "ok" for n in self.nodes), 20, "cluster"
+        )
         return self
 
     def stop(self) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -34,6 +35,7 @@ from streaming.delivery import redis_clients
 from streaming.delivery.backend import RESUME_MEMORY_SECONDS, Backend
 from streaming.delivery.history import Appended, Replay, StreamKey, frame_head, new_epoch, replay_from
 from streaming.delivery.redis_feed import ChannelFeed, ShardedFeed
+from streaming.delivery.redis_topology import TopologyWatch, observe
 
 if TYPE_CHECKING:
     from streaming.delivery.hub import Hub
@@ -123,11 +125,12 @@ class RedisBackend(Backend):
     def __init__(self, url: str | None = None, prefix: str | None = None) -> None:
         self.url = url or streaming_settings.REDIS_URL
         self.prefix = prefix or streaming_settings.REDIS_PREFIX
-        self.topology = redis_clients.parse(self.url)
+        self.servers = redis_clients.parse(self.url)
         self._sync: redis_clients.SyncClient | None = None
         self._clients: dict[asyncio.AbstractEventLoop, redis_clients.AsyncClient] = {}
         self._feed: ChannelFeed | ShardedFeed | None = None
-        self.announce = "SPUBLISH" if self.topology.is_cluster else "PUBLISH"
+        self.announce = "SPUBLISH" if self.servers.is_cluster else "PUBLISH"
+        self.watch = TopologyWatch()
 
     @property
     def client(self) -> redis_clients.AsyncClient:
@@ -263,10 +266,21 @@ class RedisBackend(Backend):
             await client.aclose()
 
     def describe(self) -> dict[str, Any]:
-        nodes = [f"{host}:{port}" for host, port in self.topology.nodes]
+        nodes = [f"{host}:{port}" for host, port in self.servers.nodes]
         return {
             "kind": self.kind,
             "url": ",".join(nodes) or redis.connection.parse_url(self.url).get("host", ""),
-            "topology": self.topology.kind,
+            "topology": self.servers.kind,
             "prefix": self.prefix,
+        }
+
+    async def topology(self) -> dict[str, Any]:
+        watch = await observe(self.client, self.watch)
+        return {
+            "topology": self.servers.kind,
+            "shards": [asdict(shard) for shard in watch.shards],
+            "failovers": watch.failovers,
+            "error": watch.error,
+            "feed_reconnects": self._feed.reconnects if self._feed else 0,
+            "feed_shards": self._feed.shards() if self._feed else [],
         }
