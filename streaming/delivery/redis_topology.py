@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 
 from streaming.delivery.redis_clients import AsyncClient
 
+
 @dataclass(frozen=True, slots=True)
 class Shard:
     """One primary as this worker reaches it."""
