@@ -4,7 +4,7 @@ set -eu
 cd "$(dirname "$0")/.."
 : "${WORKERS:=2}" "${MAX_WORKERS:=16}" "${HOST:=127.0.0.1}" "${PORT:=8000}" "${RUN_DIR:=$PWD/run}"
 : "${STREAMING_DRAIN_SECONDS:=5}"
-if [ "$WORKERS" -gt 1 ] && [ -z "${REDIS_URL:-}" ]; then
+if [ "$WORKERS" -gt 1 ] && [ -z "${REDIS_URL:-}${REDIS_SENTINELS:-}" ]; then
     echo "serve: WORKERS=$WORKERS needs REDIS_URL: the in-memory channel layer and stream history" \
          "live inside one process, so workers could not see each other's events (or use WORKERS=1)." >&2
     exit 2

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 : "${SITE_DIR:=$PWD/run/site}" "${SERVER_NAME:=localhost}" "${HTTPS_PORT:=8443}" "${HTTP_PORT:=8080}"
 : "${BACKEND_PORTS:=8001 8002}" "${WORKERS:=2}"
 : "${PUBLIC_ORIGINS:=https://$SERVER_NAME:$HTTPS_PORT}" "${TRUSTED_PROXIES:=127.0.0.1}"
-[ -n "${DATABASE_URL:-}" ] && [ -n "${REDIS_URL:-}" ] || {
+[ -n "${DATABASE_URL:-}" ] && [ -n "${REDIS_URL:-}${REDIS_SENTINELS:-}" ] || {
     echo "site: set DATABASE_URL and REDIS_URL: every host shares one PostgreSQL and one Redis" >&2
     exit 2
 }

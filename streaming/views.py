@@ -6,6 +6,7 @@ from channels.db import database_sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
+from streaming.delivery.backend import get_backend
 from streaming.delivery.worker import running_worker
 from streaming.ops import health, metrics
 
@@ -25,7 +26,8 @@ async def readyz(request: HttpRequest) -> JsonResponse:
 
 async def metrics_view(request: HttpRequest) -> HttpResponse:
     """Prometheus text exposition; the series are documented in streaming/metrics.py."""
-    local = metrics.worker_families(running_worker())
+    worker = running_worker()
+    local = metrics.worker_families(worker) + metrics.redis_families(worker, await get_backend().topology())
     fleet = await database_sync_to_async(metrics.fleet_families)()
     body, content_type = metrics.exposition(local + fleet)
     return HttpResponse(body, content_type=content_type)

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from django.conf import settings
 
 from accounts.models import User
+from streaming.delivery import redis_clients
 from streaming.delivery.backend import get_backend
 from streaming.delivery.worker import Worker, get_worker
 from tests.servers import DaphneProcess
@@ -44,7 +44,7 @@ def redis_prefix(settings) -> Iterator[str]:  # noqa: F811 - pytest-django's set
     settings.STREAMING = {**settings.STREAMING, "REDIS_PREFIX": prefix}
     yield prefix
     url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-    client = redis.Redis.from_url(url)
+    client = redis_clients.sync_client(url)
     keys = list(client.scan_iter(f"{prefix}:*", count=1000))
     if keys:
         client.delete(*keys)

@@ -10,6 +10,7 @@ from asgiref.sync import sync_to_async
 from streaming.delivery.backend import get_backend
 from streaming.delivery.publish import apublish, publish
 from streaming.delivery.worker import get_worker
+from tests.conftest import REDIS_URL
 from tests.streaming_helpers import expect_close, make_user, open_session, recv, send, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -21,7 +22,8 @@ def store(request, settings):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     if request.param == "redis":
         request.getfixturevalue("redis_prefix")
-        settings.STREAMING = {**settings.STREAMING, "REDIS_URL": "redis://127.0.0.1:6379/0"}
+        # REDIS_URL=redis+cluster://… runs them on a Cluster
+        settings.STREAMING = {**settings.STREAMING, "REDIS_URL": REDIS_URL}
     else:
         settings.STREAMING = {**settings.STREAMING, "REDIS_URL": ""}
         get_backend().reset()

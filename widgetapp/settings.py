@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from streaming.delivery import redis_clients
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -104,13 +106,27 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
 
+# REDIS_URL names one server, a Sentinel-managed primary (redis+sentinel://…) or a Cluster
+# (redis+cluster://…); REDIS_SENTINELS="host:port,…" with REDIS_SENTINEL_MASTER builds the Sentinel
+# form. channels-redis cannot use a Cluster: the control bus then needs CHANNEL_LAYER_REDIS_URL.
 REDIS_URL = os.environ.get("REDIS_URL", "")
-if REDIS_URL:
+if os.environ.get("REDIS_SENTINELS"):
+    REDIS_URL = redis_clients.sentinel_url(
+        env_list("REDIS_SENTINELS", ""),
+        os.environ.get("REDIS_SENTINEL_MASTER", "mymaster"),
+        os.environ.get("REDIS_PASSWORD", ""),
+    )
+CHANNEL_LAYER_REDIS_URL = os.environ.get("CHANNEL_LAYER_REDIS_URL", REDIS_URL)
+if CHANNEL_LAYER_REDIS_URL:
+    try:
+        layer_host = redis_clients.channel_layer_host(CHANNEL_LAYER_REDIS_URL)
+    except ValueError as error:
+        raise ImproperlyConfigured(str(error)) from error
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                "hosts": [layer_host],
                 "prefix": os.environ.get("STREAMING_REDIS_PREFIX", "widgetapp") + ":layer:",
             },
         }

@@ -103,6 +103,10 @@ class Backend(ABC):
         """What the backend is, for status pages and metrics."""
         return {"kind": self.kind}
 
+    async def topology(self) -> dict[str, Any]:
+        """The servers behind the backend as this process sees them now ({} when in-process)."""
+        return {}
+
 
 _backends: dict[tuple[str, str, str], Backend] = {}
 

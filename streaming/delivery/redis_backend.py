@@ -1,13 +1,21 @@
 """The production backend: numbering, history and announcements in Redis, shared by every worker.
 
 One Lua script assigns the seq, stores the event and announces it, atomically, so announcements
-leave Redis in seq order. Each worker holds one pub/sub connection with a channel per followed
-stream, and reconnects and fills gaps from history by itself.
+leave Redis in seq order. Each worker follows announcements through `redis_feed`, which reconnects
+and fills gaps from history by itself. Clients come from `redis_clients` (one server, Sentinel or
+Cluster, from the URL).
 
-Keys per stream (service, topic), under the configured prefix:
-  <prefix>:meta:<service>:<topic>  hash {epoch, seq}
-  <prefix>:hist:<service>:<topic>  Redis Stream, entry id "<seq>-0", fields f=frame, t=ms
-  <prefix>:chan:<service>:<topic>  pub/sub channel, message "<epoch>:<seq>:<frame>"
+Failover safety: Redis replicates asynchronously, so a promoted replica may lack the last events
+of a stream that clients already received, and would number the next events with their seqs
+again. Each stream therefore remembers the replication history (the primary's `master_replid`)
+its numbering was written under; a script that finds another one — after a failover, or a restart
+that reloaded older data — starts a new epoch, and clients refetch instead of silently missing.
+
+Keys per stream (service, topic), under the configured prefix; the `{service:topic}` hash tag puts
+all three in one Cluster slot, so the scripts run on one shard:
+  <prefix>:meta:{<service>:<topic>}  hash {epoch, seq, rid}
+  <prefix>:hist:{<service>:<topic>}  Redis Stream, entry id "<seq>-0", fields f=frame, t=ms
+  <prefix>:chan:{<service>:<topic>}  (sharded) pub/sub channel, message "<epoch>:<seq>:<frame>"
   <prefix>:conns:<owner>           sorted set of the owner's sessions -> expiry (connections per user)
   <prefix>:lastsession:<checksum>  the session last closed with a token (resume memory)
 """
@@ -15,32 +23,42 @@ Keys per stream (service, topic), under the configured prefix:
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streaming.conf import streaming_settings
+from streaming.delivery import redis_clients
 from streaming.delivery.backend import RESUME_MEMORY_SECONDS, Backend
 from streaming.delivery.history import Appended, Replay, StreamKey, frame_head, new_epoch, replay_from
+from streaming.delivery.redis_feed import ChannelFeed, ShardedFeed
+from streaming.delivery.redis_topology import TopologyWatch, observe
 
 if TYPE_CHECKING:
     from streaming.delivery.hub import Hub
 
-logger = logging.getLogger(__name__)
-
-# KEYS: meta, hist, chan. ARGV: frame head, data json, new epoch, keep, min age ms, hard cap, announce.
-APPEND_SCRIPT = """
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[3]
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
-  redis.call('DEL', KEYS[2])
+# Starts a new epoch unless the stream's numbering was written under this replication history.
+# KEYS: meta, hist.
+EPOCH_GUARD = """
+local function guard(new_epoch)
+  local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')
+  if redis.call('HGET', KEYS[1], 'rid') ~= rid then
+    redis.call('DEL', KEYS[1], KEYS[2])
+    redis.call('HSET', KEYS[1], 'epoch', new_epoch, 'seq', 0, 'rid', rid)
+  end
+  return redis.call('HGET', KEYS[1], 'epoch')
 end
+"""
+
+# KEYS: meta, hist, chan. ARGV: frame head, data json, new epoch, keep, min age ms, hard cap,
+# announcing command (PUBLISH, SPUBLISH on a Cluster, or "" for none).
+APPEND_SCRIPT = (
+    EPOCH_GUARD
+    + """
+local epoch = guard(ARGV[3])
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local frame = ARGV[1] .. '"' .. epoch .. '","seq":' .. seq .. ',"data":' .. ARGV[2] .. '}'
 local t = redis.call('TIME')
@@ -60,19 +78,18 @@ while len > keep and n < 4 do
   len = len - 1
   n = n + 1
 end
-if ARGV[7] == '1' then
-  redis.call('PUBLISH', KEYS[3], epoch .. ':' .. seq .. ':' .. frame)
+if ARGV[7] ~= '' then
+  redis.call(ARGV[7], KEYS[3], epoch .. ':' .. seq .. ':' .. frame)
 end
 return {epoch, seq, frame}
 """
+)
 
 # KEYS: meta, hist. ARGV: new epoch, since epoch ('' for none), since seq.
-REPLAY_SCRIPT = """
-if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'seq', 0)
-  redis.call('DEL', KEYS[2])
-end
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
+REPLAY_SCRIPT = (
+    EPOCH_GUARD
+    + """
+local epoch = guard(ARGV[1])
 local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
 local frames = {}
 local since = tonumber(ARGV[3])
@@ -84,6 +101,7 @@ if ARGV[2] == epoch and since < seq then
 end
 return {epoch, seq, frames}
 """
+)
 
 # KEYS[1] the owner's sorted set (session -> expiry); ARGV now, expiry, cap, session.
 TAKE_SLOT_SCRIPT = """
@@ -107,30 +125,33 @@ class RedisBackend(Backend):
     def __init__(self, url: str | None = None, prefix: str | None = None) -> None:
         self.url = url or streaming_settings.REDIS_URL
         self.prefix = prefix or streaming_settings.REDIS_PREFIX
-        self._sync: redis.Redis | None = None
-        self._clients: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
-        self._feed: _Feed | None = None
+        self.servers = redis_clients.parse(self.url)
+        self._sync: redis_clients.SyncClient | None = None
+        self._clients: dict[asyncio.AbstractEventLoop, redis_clients.AsyncClient] = {}
+        self._feed: ChannelFeed | ShardedFeed | None = None
+        self.announce = "SPUBLISH" if self.servers.is_cluster else "PUBLISH"
+        self.watch = TopologyWatch()
 
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> redis_clients.AsyncClient:
         """The async client of the running loop (workers and tests each have their own loop)."""
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
             for old in [other for other in self._clients if other.is_closed()]:
                 del self._clients[old]
-            client = self._clients[loop] = aioredis.Redis.from_url(self.url)
+            client = self._clients[loop] = redis_clients.async_client(self.url)
         return client
 
     @property
-    def sync_client(self) -> redis.Redis:
+    def sync_client(self) -> redis_clients.SyncClient:
         if self._sync is None:
-            self._sync = redis.Redis.from_url(self.url)
+            self._sync = redis_clients.sync_client(self.url)
         return self._sync
 
     def keys(self, key: StreamKey) -> list[str]:
         service, topic = key
-        return [f"{self.prefix}:{kind}:{service}:{topic}" for kind in ("meta", "hist", "chan")]
+        return [f"{self.prefix}:{kind}:{{{service}:{topic}}}" for kind in ("meta", "hist", "chan")]
 
     def channel(self, key: StreamKey) -> str:
         return self.keys(key)[2]
@@ -146,7 +167,7 @@ class RedisBackend(Backend):
             s.HISTORY_MAX_EVENTS,
             int(s.HISTORY_MIN_SECONDS * 1000),
             s.HISTORY_HARD_MAX_EVENTS,
-            "1" if announce else "0",
+            self.announce if announce else "",
         ]
 
     def append(self, key: StreamKey, data_json: str, *, announce: bool = True) -> Appended:
@@ -175,15 +196,24 @@ class RedisBackend(Backend):
     def attach(self, hub: Hub) -> None:
         if self._feed is not None:
             self._feed.hub = None  # the previous worker's loop is gone (tests start one per loop)
-        self._feed = _Feed(self, hub)
+        client = redis_clients.async_client(self.url)
+        if isinstance(client, aioredis.RedisCluster):
+            self._feed = ShardedFeed(self.url, hub, client)
+        else:
+            self._feed = ChannelFeed(self.url, hub, client)
 
     async def listen(self, key: StreamKey) -> None:
         assert self._feed is not None, "attach() a hub first"
-        await self._feed.listen(key)
+        await self._feed.listen(self.channel(key), key)
 
     async def unlisten(self, key: StreamKey) -> None:
         if self._feed is not None:
-            await self._feed.unlisten(key)
+            await self._feed.unlisten(self.channel(key))
+
+    @property
+    def feed(self) -> ChannelFeed | ShardedFeed | None:
+        """This worker's announcement feed, once a hub is attached."""
+        return self._feed
 
     # Slots and resume memory -----------------------------------------------------------------
 
@@ -236,77 +266,21 @@ class RedisBackend(Backend):
             await client.aclose()
 
     def describe(self) -> dict[str, Any]:
+        nodes = [f"{host}:{port}" for host, port in self.servers.nodes]
         return {
             "kind": self.kind,
-            "url": redis.connection.parse_url(self.url).get("host", ""),
+            "url": ",".join(nodes) or redis.connection.parse_url(self.url).get("host", ""),
+            "topology": self.servers.kind,
             "prefix": self.prefix,
         }
 
-
-class _Feed:
-    """One pub/sub connection per worker; a channel per followed stream; reconnects and resyncs."""
-
-    def __init__(self, backend: RedisBackend, hub: Hub) -> None:
-        self.backend = backend
-        self.client = aioredis.Redis.from_url(backend.url)
-        self.pubsub = self.client.pubsub()
-        self.hub: Hub | None = hub
-        self.keys: dict[str, StreamKey] = {}
-        self.confirmations: dict[str, asyncio.Future[None]] = {}
-        self.reader: asyncio.Task[None] | None = None
-
-    async def listen(self, key: StreamKey) -> None:
-        channel = self.backend.channel(key)
-        self.keys[channel] = key
-        confirmed = asyncio.get_running_loop().create_future()
-        self.confirmations[channel] = confirmed
-        await self.pubsub.subscribe(channel)
-        if self.reader is None:
-            self.reader = asyncio.get_running_loop().create_task(self._read())
-        await asyncio.wait_for(confirmed, 10)
-
-    async def unlisten(self, key: StreamKey) -> None:
-        channel = self.backend.channel(key)
-        self.keys.pop(channel, None)
-        try:
-            await self.pubsub.unsubscribe(channel)
-        except (RedisConnectionError, RedisTimeoutError):
-            logger.warning("Redis unavailable while unsubscribing %s", channel)
-
-    async def _read(self) -> None:
-        lost = False
-        while True:
-            try:
-                message = await self.pubsub.get_message(ignore_subscribe_messages=False, timeout=5.0)
-            except (RedisConnectionError, RedisTimeoutError, OSError):
-                if not lost:
-                    logger.warning("Lost the Redis feed; reconnecting")
-                lost = True
-                await asyncio.sleep(0.5)
-                continue
-            if lost:
-                lost = False
-                logger.info("Redis feed back; filling gaps from history")
-                if self.hub is not None:
-                    asyncio.get_running_loop().create_task(self.hub.resync())
-            if message is not None:
-                self._dispatch(message)
-
-    def _dispatch(self, message: dict) -> None:
-        kind = message["type"]
-        channel = message["channel"].decode()
-        if kind == "message":
-            key = self.keys.get(channel)
-            if key is not None and self.hub is not None:
-                epoch, seq, payload = message["data"].split(b":", 2)
-                self.hub.deliver(key, epoch.decode(), int(seq), payload)
-        elif kind == "subscribe":
-            confirmed = self.confirmations.pop(channel, None)
-            if confirmed is not None and not confirmed.done():
-                confirmed.set_result(None)
-
-    async def close(self) -> None:
-        if self.reader is not None:
-            self.reader.cancel()
-        await self.pubsub.aclose()
-        await self.client.aclose()
+    async def topology(self) -> dict[str, Any]:
+        watch = await observe(self.client, self.watch)
+        return {
+            "topology": self.servers.kind,
+            "shards": [asdict(shard) for shard in watch.shards],
+            "failovers": watch.failovers,
+            "error": watch.error,
+            "feed_reconnects": self._feed.reconnects if self._feed else 0,
+            "feed_shards": self._feed.shards() if self._feed else [],
+        }

@@ -25,6 +25,10 @@ Series (all gauges unless marked counter):
 - streaming_fleet_{connections,subscriptions,messages_in_per_second,messages_out_per_second,
   cpu_percent,rss_bytes,loop_lag_seconds,heartbeat_age_seconds}{worker,host,state}
                                             per live worker, from its last heartbeat
+- streaming_redis_node{worker,shard,role,address}  1 per Redis primary and replica this worker sees
+- streaming_redis_failovers_total{worker}   counter: primaries seen taking over (new replication history)
+- streaming_redis_feed_reconnects_total{worker}  counter: times the announcement feed came back
+- streaming_redis_feed_connections{worker}  pub/sub connections of the feed (Cluster: one per shard)
 - streaming_sessions_open                   open sessions recorded over all workers
 - streaming_service_enabled{service}        1 if enabled, 0 if an admin disabled it
 - process_*                                 CPU, memory, file descriptors of the answering process
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
@@ -140,6 +145,34 @@ def flow_families(worker: Worker) -> list[Metric]:
         if publisher:
             by_publisher.add_metric([w, service, publisher], count)
     return [published, received, delivered, by_publisher]
+
+
+def redis_families(worker: Worker | None, topology: dict[str, Any]) -> list[Metric]:
+    """The Redis topology this worker sees (`Backend.topology()`); nothing for the embedded backend."""
+    if worker is None or not topology:
+        return []
+    w = worker.id
+    nodes = []
+    for index, shard in enumerate(topology["shards"]):
+        nodes.append(([w, str(index), "primary", shard["primary"]], 1.0))
+        nodes.extend(([w, str(index), "replica", replica], 1.0) for replica in shard["replicas"])
+    feed = max(len(topology["feed_shards"]), 1) if worker.hub.streams else 0
+    return [
+        _gauge(
+            "streaming_redis_node",
+            "Redis nodes this worker sees.",
+            ["worker", "shard", "role", "address"],
+            nodes,
+        ),
+        _counter("streaming_redis_failovers", "Redis primaries seen taking over.", w, topology["failovers"]),
+        _counter(
+            "streaming_redis_feed_reconnects",
+            "Announcement feed reconnections.",
+            w,
+            topology["feed_reconnects"],
+        ),
+        _gauge("streaming_redis_feed_connections", "Feed pub/sub connections.", ["worker"], [([w], feed)]),
+    ]
 
 
 def fleet_families() -> list[Metric]:

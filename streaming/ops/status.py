@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.db.models import Max, QuerySet
 
 from streaming import services
+from streaming.delivery.backend import get_backend
 from streaming.models import LoadSample, ServiceConfig, StreamSession, WorkerProcess
 from streaming.ops import flows
 from streaming.ops.dashboard import subscribed_sessions
@@ -104,6 +107,20 @@ def load_summary(now: datetime) -> str:
     )
 
 
+def redis_summary(topology: dict[str, Any]) -> str:
+    """One line per Redis shard: primary (promoted or not), replicas; failovers this process saw."""
+    if not topology:
+        return "redis: none (embedded backend)"
+    if topology["error"]:
+        return f"redis ({topology['topology']}): unreachable: {topology['error']}"
+    lines = [f"redis ({topology['topology']}), failovers seen: {topology['failovers']}"]
+    for shard in topology["shards"]:
+        promoted = " (promoted replica)" if shard["promoted"] else ""
+        replicas = ", ".join(shard["replicas"]) or "none"
+        lines.append(f"  primary {shard['primary']}{promoted}, replicas: {replicas}")
+    return "\n".join(lines)
+
+
 def status_text(*, now: datetime, show_all: bool = False) -> str:
     """Everything `streaming_status` prints, as one string."""
     workers = shown_workers(now, show_all)
@@ -113,6 +130,7 @@ def status_text(*, now: datetime, show_all: bool = False) -> str:
             workers_table(now, workers),
             services_table(now),
             load_summary(now),
+            redis_summary(async_to_sync(get_backend().topology)()),
             *fd_warnings(workers),
         ]
     )
