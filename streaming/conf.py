@@ -35,6 +35,9 @@ DEFAULTS: dict[str, Any] = {
     "HISTORY_HARD_MAX_EVENTS": 100_000,
     # Largest client frame in bytes; bigger closes with 4009.
     "MAX_FRAME_BYTES": 64 * 1024,
+    # Largest HTTP request body in bytes on any path the project serves (the publish API allows
+    # MAX_FRAME_BYTES); a bigger one is refused with 413 before it is read.
+    "MAX_REQUEST_BODY_BYTES": 1024 * 1024,
     # Client messages per second per connection (token bucket rate and burst).
     "MESSAGES_PER_SECOND": 20.0,
     "MESSAGES_BURST": 40,

@@ -11,6 +11,7 @@ import websockets
 from asgiref.sync import sync_to_async
 
 from tests.conftest import database_url_for_subprocess
+from tests.streaming_helpers import http_publish as publish_over_http
 from tests.streaming_helpers import make_user, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,17 +43,8 @@ async def request_json(ws, message: dict) -> dict:
 
 
 def http_publish(server, token: str, service: str, body: dict) -> tuple[int, dict]:
-    req = urllib.request.Request(
-        f"{server.url}/api/streams/{service}/events",
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+    status, reply, _ = publish_over_http(server.url, token, service, body)
+    return status, reply
 
 
 async def test_three_auth_methods_get_welcome(server, alice):
