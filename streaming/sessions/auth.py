@@ -45,6 +45,8 @@ class Grant:
     expires_at: datetime
     #: The user's groups, for limits an admin overrides per group.
     group_ids: frozenset[int] = frozenset()
+    #: The user whose approval the grant rests on: the token's user, or the application's owner.
+    owner_id: int | None = None
 
 
 def token_checksum(token: str) -> str:
@@ -90,14 +92,17 @@ def _judge(
 ) -> Grant:
     """The grant a holder gets now: approval and group scopes are checked at every call."""
     if user is None:
-        if application is None or not accounts.application_is_approved(application=application):
+        owner = application.user if application is not None else None
+        if owner is None or not accounts.application_is_approved(application=application):
             raise AuthError(
                 CLOSE_FORBIDDEN,
                 "Application is not approved for streaming.",
                 application_id=application.pk if application else None,
             )
-        principal = Principal(None, f"app:{application.client_id}", False, application.pk, frozenset(scopes))
-        return Grant(principal, checksum, token_id, expires)
+        # An application acts for its owner: never more than the owner's groups allow now.
+        allowed = scopes & accounts.user_allowed_scopes(user=owner)
+        principal = Principal(None, f"app:{application.client_id}", False, application.pk, frozenset(allowed))
+        return Grant(principal, checksum, token_id, expires, owner_id=owner.pk)
     if not user.is_active:
         raise AuthError(CLOSE_FORBIDDEN, "User is inactive.", user_id=user.pk)
     if not accounts.user_is_approved(user=user):
@@ -110,7 +115,8 @@ def _judge(
         application.pk if application else None,
         frozenset(allowed),
     )
-    return Grant(principal, checksum, token_id, expires, frozenset(user.groups.values_list("pk", flat=True)))
+    groups = frozenset(user.groups.values_list("pk", flat=True))
+    return Grant(principal, checksum, token_id, expires, groups, owner_id=user.pk)
 
 
 def _unexpired(checksum: str, grant: Grant) -> Grant:

@@ -79,15 +79,29 @@ async def set_service(worker: Worker, fields: dict[str, Any]) -> None:
             await drop_disallowed(worker, conn)
 
 
+def _affected(conn: Connection, user_ids: set[int], application_ids: set[int]) -> bool:
+    """Whether a change to these users or applications may change what `conn` is allowed."""
+    grant = conn.grant
+    if grant is None:
+        return False
+    principal = grant.principal
+    return (
+        principal.user_id in user_ids
+        or grant.owner_id in user_ids  # an application's owner lost or gained approval
+        or principal.application_id in application_ids
+    )
+
+
 @operation("recheck")
 async def recheck(worker: Worker, fields: dict[str, Any]) -> None:
-    """Re-verify the tokens of some users' connections; close or narrow what changed."""
+    """Re-verify the tokens of some users' or applications' connections; close or narrow what changed."""
     user_ids = set(fields.get("user_ids") or ())
+    application_ids = set(fields.get("application_ids") or ())
     everyone = bool(fields.get("all"))
     auth.forget()
     for conn in list(worker.connections.values()):
         grant = conn.grant
-        if grant is None or not (everyone or grant.principal.user_id in user_ids):
+        if grant is None or not (everyone or _affected(conn, user_ids, application_ids)):
             continue
         try:
             conn.grant = await database_sync_to_async(auth.reverify)(grant)
