@@ -18,6 +18,7 @@ from streaming import services
 from streaming.conf import streaming_settings
 from streaming.delivery.publish import apublish
 from streaming.server.body_limit import limit_path
+from streaming.sessions import access
 from streaming.sessions.auth import AuthError, Grant, cached_grant, verify_token
 from streaming.wire import protocol as p
 from streaming.wire.protocol import CLOSE_UNAUTHENTICATED, ProtocolError
@@ -60,6 +61,8 @@ async def authorize(service: str, authorization: str) -> Grant | Reply:
         return problem(status, p.UNAUTHENTICATED if status == 401 else p.FORBIDDEN, refused.reason)
     if services.get(service) is None:
         return problem(404, p.UNKNOWN_SERVICE, f"Unknown service {service[:40]!r}.")
+    if service in access.disabled_services:
+        return problem(409, p.SERVICE_DISABLED, f"Service {service!r} is disabled.")
     if not grant.principal.can_publish(service):
         return problem(403, p.FORBIDDEN, f"Your token does not allow publish:{service}.")
     return grant
@@ -68,9 +71,12 @@ async def authorize(service: str, authorization: str) -> Grant | Reply:
 async def handle_publish(service: str, grant: Grant, raw: bytes) -> Reply:
     try:
         body = parse_body(raw)
-        published = await apublish(service, body["data"], topic=body.get("topic"))
+        policy = services.get(service)
+        assert policy is not None  # checked by authorize
+        topic = policy.publish_topic(grant.principal, body.get("topic"), body["data"])
+        published = await apublish(service, body["data"], topic=topic)
     except ProtocolError as exc:
-        return problem(413 if exc.code == p.TOO_LARGE else 400, exc.code, exc.message)
+        return problem(403 if exc.code == p.FORBIDDEN else 400, exc.code, exc.message)
     except ValueError as exc:
         return problem(400, p.BAD_REQUEST, f"Data cannot be encoded as JSON: {exc}.")
     return 202, {
