@@ -19,11 +19,14 @@ from streaming.wire.protocol import CLOSE_UNAUTHENTICATED
 
 @receiver(post_delete, sender=get_access_token_model(), dispatch_uid="streaming.token_revoked")
 def token_revoked(sender: Any, instance: Any, **kwargs: Any) -> None:
+    checksum = instance.token_checksum
     if is_token_rotation():
-        return  # replaced by a refresh: connections keep it until expiry or an in-band swap
+        # Replaced by a refresh: connections keep it until expiry or an in-band swap, but no new
+        # connection may open with it.
+        transaction.on_commit(lambda: control.broadcast("forget", checksum=checksum))
+        return
     if instance.expires is not None and instance.expires <= timezone.now():
         return  # expired (e.g. cleartokens): its sockets were closed at expiry; no broadcast per row
-    checksum = instance.token_checksum
     transaction.on_commit(
         lambda: control.broadcast(
             "close", checksum=checksum, code=CLOSE_UNAUTHENTICATED, reason="Token revoked."

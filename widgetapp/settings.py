@@ -199,6 +199,9 @@ STREAMING: dict[str, object] = {
         for key, cast in {
             "MAX_FRAME_BYTES": int,
             "MAX_REQUEST_BODY_BYTES": int,
+            "PUBLISH_PER_SECOND": float,
+            "PUBLISH_BURST": int,
+            "SERVICE_PUBLISH_PER_SECOND": float,
             "MESSAGES_PER_SECOND": float,
             "MESSAGES_BURST": int,
             "RATE_LIMIT_STRIKES": int,
@@ -207,6 +210,9 @@ STREAMING: dict[str, object] = {
             "MAX_CONNECTIONS_PER_WORKER": int,
             "MAX_OUTBOUND_BYTES": int,
             "AUTH_TIMEOUT": float,
+            "SILENT_SOCKET_TIMEOUT": float,
+            "MAX_PENDING_AUTH_PER_WORKER": int,
+            "MAX_PENDING_AUTH_PER_ADDRESS": int,
             "TOKEN_EXPIRY_WARNING": float,
             "HEARTBEAT_INTERVAL": float,
             "DRAIN_SECONDS": float,  # make serve passes it; supervisord's stopwaitsecs must exceed it

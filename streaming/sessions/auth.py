@@ -54,6 +54,8 @@ def token_checksum(token: str) -> str:
 
 
 _cache: dict[str, tuple[float, Grant]] = {}
+#: When the cache was last swept of entries past TOKEN_CACHE_SECONDS (monotonic seconds).
+_swept_at = 0.0
 
 
 def forget(checksum: str | None = None) -> None:
@@ -62,6 +64,18 @@ def forget(checksum: str | None = None) -> None:
         _cache.clear()
     else:
         _cache.pop(checksum, None)
+
+
+def _remember(checksum: str, grant: Grant) -> None:
+    """Cache a grant; at most once per TOKEN_CACHE_SECONDS, drop the entries older than that."""
+    global _swept_at
+    now = time.monotonic()
+    ttl = streaming_settings.TOKEN_CACHE_SECONDS
+    if now - _swept_at >= ttl:
+        _swept_at = now
+        for stale in [key for key, (stamp, _) in _cache.items() if now - stamp >= ttl]:
+            del _cache[stale]
+    _cache[checksum] = (now, grant)
 
 
 class TokenMissing(AuthError):
@@ -141,7 +155,7 @@ def verify_token(token: str) -> Grant:
     if grant is None:
         checksum = token_checksum(token)
         grant = _load(checksum)
-        _cache[checksum] = (time.monotonic(), grant)
+        _remember(checksum, grant)
         grant = _unexpired(checksum, grant)
     return grant
 
@@ -158,7 +172,7 @@ def reverify(grant: Grant) -> Grant:
         fresh = _load(grant.checksum)
     except TokenMissing:
         fresh = _judge_holder(grant)
-    _cache[grant.checksum] = (time.monotonic(), fresh)
+    _remember(grant.checksum, fresh)
     return fresh
 
 

@@ -1,7 +1,8 @@
 """Control operations on open sessions, run on every worker when the control bus carries them.
 
-close (by token, user or session), service (enable/disable), recheck (re-verify tokens after an
-approval change), limits (reload overrides), drain (this worker leaves).
+close (by token, user or session), forget (a rotated token's cached grant), service
+(enable/disable), recheck (re-verify tokens after an approval change), limits (reload overrides),
+drain (this worker leaves).
 """
 
 from __future__ import annotations
@@ -65,6 +66,12 @@ def close_matching(worker: Worker, fields: dict[str, Any]) -> None:
             conn.close_with_retry(code, reason, streaming_settings.OVERLOAD_RETRY_MS)
         else:
             conn.close(code, reason)
+
+
+@operation("forget")
+def forget_token(worker: Worker, fields: dict[str, Any]) -> None:
+    """A token replaced by a refresh: new connections must not get in on its cached grant."""
+    auth.forget(fields["checksum"])
 
 
 @operation("service")

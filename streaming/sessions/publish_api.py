@@ -18,7 +18,7 @@ from streaming import services
 from streaming.conf import streaming_settings
 from streaming.delivery.publish import apublish
 from streaming.server.body_limit import limit_path
-from streaming.sessions import access
+from streaming.sessions import access, publish_rate
 from streaming.sessions.auth import AuthError, Grant, cached_grant, verify_token
 from streaming.wire import protocol as p
 from streaming.wire.protocol import CLOSE_UNAUTHENTICATED, ProtocolError
@@ -65,6 +65,10 @@ async def authorize(service: str, authorization: str) -> Grant | Reply:
         return problem(409, p.SERVICE_DISABLED, f"Service {service!r} is disabled.")
     if not grant.principal.can_publish(service):
         return problem(403, p.FORBIDDEN, f"Your token does not allow publish:{service}.")
+    wait = publish_rate.retry_after(grant.checksum, service)
+    if wait is not None:
+        status, reply = problem(429, p.RATE_LIMITED, f"Too many publishes; retry after {wait} s.")
+        return status, {**reply, "retry_after": wait}
     return grant
 
 
@@ -142,4 +146,6 @@ class PublishConsumer(AsyncHttpConsumer):
         headers = [(b"Content-Type", b"application/json")]
         if status == 405:
             headers.append((b"Allow", b"POST"))
+        if "retry_after" in reply:
+            headers.append((b"Retry-After", str(reply["retry_after"]).encode()))
         await self.send_response(status, json.dumps(reply).encode(), headers=headers)
