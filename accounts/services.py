@@ -46,9 +46,7 @@ def group_approve(
 def group_revoke(*, group: Group) -> bool:
     """Withdraw the approval of `group`; False when it was not approved."""
     with transaction.atomic():
-        deleted, _ = ApprovedGroup.objects.filter(group=group).delete()
-        if deleted:
-            approval_announce(group=group)
+        deleted, _ = ApprovedGroup.objects.filter(group=group).delete()  # announced on delete
     return bool(deleted)
 
 

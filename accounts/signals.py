@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib.auth.models import Group
 from django.db import transaction
-from django.db.models.signals import m2m_changed
+from django.db.models.signals import m2m_changed, pre_delete
 from django.dispatch import Signal, receiver
 
 from accounts.models import ApprovedGroup, User
@@ -64,3 +64,12 @@ def membership_changed(
     groups = groups.filter(pk__in=pk_set) if pk_set else groups.filter(user=instance)
     for group in groups:
         approval_announce(group=group, user_ids=frozenset({instance.pk}))
+
+
+@receiver(pre_delete, sender=ApprovedGroup, dispatch_uid="accounts.approval_deleted")
+def approval_deleted(sender: Any, instance: ApprovedGroup, **kwargs: Any) -> None:
+    """An approval goes (revoked, or its group deleted): members are counted before the rows go.
+
+    Cascades fire no m2m_changed, so deleting an approved group is announced here.
+    """
+    approval_announce(group=instance.group)

@@ -142,7 +142,7 @@ class Ours(Target):
     """WidgetApp Streaming itself: daphne `widgetapp.asgi:application`, real OAuth tokens, HTTP publish."""
 
     name = "ours"
-    service = "widgets"
+    service = "bench0"  # widgets takes events from its domain code only, not over HTTP
     database = "widgetapp_bench"
     token: str | None = None  # issued once per run, shared by every scenario
     setup_error: str | None = None  # or why it could not be, so later scenarios skip at once
@@ -168,7 +168,7 @@ class Ours(Target):
         }
 
     def streams(self, count: int) -> list[Stream]:
-        # One stream is `widgets`; more are the services of bench/benchapp (see bench/README.md).
+        # One stream or more: the services of bench/benchapp (see bench/README.md).
         return [(self.service, "all")] if count == 1 else [(f"bench{i}", "all") for i in range(count)]
 
     def subscribe_message(self, stream: Stream) -> dict[str, Any]:

@@ -14,12 +14,13 @@ class StreamingConfig(AppConfig):
         from streaming.ops import records
         from streaming.server.daphne import reactor_of
         from streaming.services import load, notifications  # noqa: F401 - registered by name
-        from streaming.sessions import drain, lifecycle, operations
+        from streaming.sessions import drain, lifecycle, operations, pending
 
         # Everything a worker runs from its start, in order.
         on_start(control.start)  # control-bus listener
         on_start(operations.start)  # disabled services and limit overrides
         on_start(lambda worker: worker.duties.append(lifecycle.slot_duty()))  # per-owner slots
+        on_start(lambda worker: worker.duties.append(pending.failure_duty))  # failure summaries
         on_start(audit.start)  # audit log flushes
         on_start(drain.install_sigterm)  # SIGTERM drains
         on_start(records.start)  # worker, sessions and load in the database

@@ -25,6 +25,12 @@ DEFAULTS: dict[str, Any] = {
     "ALLOW_QUERY_STRING_TOKEN": False,
     # Seconds a client has to send its first `auth` message.
     "AUTH_TIMEOUT": 10.0,
+    # Seconds a socket that presented no token may stay silent before 4401 (AUTH_TIMEOUT still
+    # bounds the whole authentication once it has sent something).
+    "SILENT_SOCKET_TIMEOUT": 3.0,
+    # Unauthenticated sockets one worker (and one remote address on it) may hold; more get 4013.
+    "MAX_PENDING_AUTH_PER_WORKER": 1000,
+    "MAX_PENDING_AUTH_PER_ADDRESS": 50,
     # Seconds between server heartbeats (`ping` sent by the server; the client answers `pong`).
     "HEARTBEAT_INTERVAL": 25.0,
     # Seconds before token expiry at which the server sends `token_expiring`.
@@ -38,6 +44,14 @@ DEFAULTS: dict[str, Any] = {
     "HISTORY_HARD_MAX_EVENTS": 100_000,
     # Largest client frame in bytes; bigger closes with 4009.
     "MAX_FRAME_BYTES": 64 * 1024,
+    # HTTP publishes per second per token (rate and burst), and per service on one worker; more
+    # are answered 429 with Retry-After.
+    "PUBLISH_PER_SECOND": 50.0,
+    "PUBLISH_BURST": 100,
+    "SERVICE_PUBLISH_PER_SECOND": 500.0,
+    # Largest HTTP request body in bytes on any path the project serves (the publish API allows
+    # MAX_FRAME_BYTES); a bigger one is refused with 413 before it is read.
+    "MAX_REQUEST_BODY_BYTES": 1024 * 1024,
     # Client messages per second per connection (token bucket rate and burst).
     "MESSAGES_PER_SECOND": 20.0,
     "MESSAGES_BURST": 40,

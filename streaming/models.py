@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.db import models
 
 
@@ -157,6 +158,18 @@ class LimitOverride(models.Model):
         ("MAX_OUTBOUND_BYTES", "Outbound buffer bytes per connection"),
     ]
 
+    #: The values an override may take: below the minimum a limit locks everyone out (or divides by
+    #: zero), above the maximum one connection could hold a worker's memory.
+    BOUNDS: dict[str, tuple[float, float]] = {
+        "MAX_FRAME_BYTES": (256, 1024 * 1024),
+        "MESSAGES_PER_SECOND": (0.1, 1000),
+        "MESSAGES_BURST": (1, 10_000),
+        "MAX_SUBSCRIPTIONS": (1, 10_000),
+        "MAX_CONNECTIONS_PER_USER": (1, 100_000),
+        "MAX_CONNECTIONS_PER_WORKER": (1, 100_000),
+        "MAX_OUTBOUND_BYTES": (16 * 1024, 64 * 1024 * 1024),
+    }
+
     limit = models.CharField(max_length=40, choices=LIMITS)
     scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.GLOBAL)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
@@ -172,3 +185,13 @@ class LimitOverride(models.Model):
 
     def __str__(self) -> str:
         return f"{self.limit}={self.value:g} ({self.scope})"
+
+    def clean(self) -> None:
+        check_limit_value(self.limit, self.value)
+
+
+def check_limit_value(limit: str, value: float) -> None:
+    """Raise ValidationError unless `value` lies within LimitOverride.BOUNDS of `limit`."""
+    low, high = LimitOverride.BOUNDS.get(limit, (float("-inf"), float("inf")))
+    if not low <= value <= high:
+        raise ValidationError({"value": f"{limit} must be between {low:g} and {high:g}."})

@@ -19,11 +19,14 @@ from streaming.wire.protocol import CLOSE_UNAUTHENTICATED
 
 @receiver(post_delete, sender=get_access_token_model(), dispatch_uid="streaming.token_revoked")
 def token_revoked(sender: Any, instance: Any, **kwargs: Any) -> None:
+    checksum = instance.token_checksum
     if is_token_rotation():
-        return  # replaced by a refresh: connections keep it until expiry or an in-band swap
+        # Replaced by a refresh: connections keep it until expiry or an in-band swap, but no new
+        # connection may open with it.
+        transaction.on_commit(lambda: control.broadcast("forget", checksum=checksum))
+        return
     if instance.expires is not None and instance.expires <= timezone.now():
         return  # expired (e.g. cleartokens): its sockets were closed at expiry; no broadcast per row
-    checksum = instance.token_checksum
     transaction.on_commit(
         lambda: control.broadcast(
             "close", checksum=checksum, code=CLOSE_UNAUTHENTICATED, reason="Token revoked."
@@ -31,11 +34,27 @@ def token_revoked(sender: Any, instance: Any, **kwargs: Any) -> None:
     )
 
 
+def recheck_after_commit(**fields: list[int]) -> None:
+    """Re-judge the matching connections on every worker once the change is committed."""
+    transaction.on_commit(lambda: control.broadcast("recheck", **fields))
+
+
 @receiver(post_save, sender=get_user_model(), dispatch_uid="streaming.user_saved")
 def user_saved(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
     if not created:
-        user_ids = [instance.pk]
-        transaction.on_commit(lambda: control.broadcast("recheck", user_ids=user_ids))
+        recheck_after_commit(user_ids=[instance.pk])
+
+
+@receiver(post_delete, sender=get_user_model(), dispatch_uid="streaming.user_deleted")
+def user_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    recheck_after_commit(user_ids=[instance.pk])
+
+
+@receiver(post_save, sender=get_application_model(), dispatch_uid="streaming.application_saved")
+@receiver(post_delete, sender=get_application_model(), dispatch_uid="streaming.application_deleted")
+def application_changed(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """An application's owner, type or existence decides what its client-credentials tokens may do."""
+    recheck_after_commit(application_ids=[instance.pk])
 
 
 @receiver(approval_changed, dispatch_uid="streaming.approval_changed")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from typing import Any
 
 from channels.testing import WebsocketCommunicator
@@ -73,3 +75,18 @@ async def expect_close(comm: WebsocketCommunicator, code: int, timeout: float = 
         if output["type"] == "websocket.close":
             assert output.get("code") == code, output
             return output
+
+
+def http_publish(url: str, token: str, service: str, body: Any) -> tuple[int, Any, dict[str, str]]:
+    """POST an event to the publish API at `url`; the status, the JSON reply and the headers."""
+    req = urllib.request.Request(
+        f"{url}/api/streams/{service}/events",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read()), dict(resp.headers)
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read()), dict(err.headers)

@@ -10,9 +10,16 @@ import pytest
 import websockets
 from asgiref.sync import sync_to_async
 
-from tests.streaming_helpers import token_for
+from tests.streaming_helpers import http_publish as publish_over_http
+from tests.streaming_helpers import make_user, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def alice(db):
+    """An approved user who may also publish notifications over HTTP."""
+    return make_user("alice", publish=("widgets", "notifications"))
 
 
 async def recv(ws, timeout: float = 5) -> dict:
@@ -25,17 +32,8 @@ async def request_json(ws, message: dict) -> dict:
 
 
 def http_publish(server, token: str, service: str, body: dict) -> tuple[int, dict]:
-    req = urllib.request.Request(
-        f"{server.url}/api/streams/{service}/events",
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+    status, reply, _ = publish_over_http(server.url, token, service, body)
+    return status, reply
 
 
 async def test_three_auth_methods_get_welcome(server, alice):
@@ -62,28 +60,29 @@ async def test_nothing_served_before_auth_and_auth_timeout(server, alice, settin
 
 
 async def test_http_publish_reaches_subscribers_in_order(server, alice):
-    token = await sync_to_async(token_for)(alice, "stream:widgets publish:widgets")
+    token = await sync_to_async(token_for)(alice, "stream:notifications publish:notifications")
     async with websockets.connect(server.ws_url, subprotocols=["widgetapp.v1", f"bearer.{token}"]) as ws:
         await recv(ws)
-        sub = await request_json(ws, {"type": "subscribe", "service": "widgets", "id": 1})
+        sub = await request_json(ws, {"type": "subscribe", "service": "notifications", "id": 1})
         assert sub["type"] == "subscribed" and sub["id"] == 1
         for n in range(5):
-            status, body = await asyncio.to_thread(http_publish, server, token, "widgets", {"data": {"n": n}})
+            event = {"topic": str(alice.pk), "data": {"message": str(n)}}
+            status, body = await asyncio.to_thread(http_publish, server, token, "notifications", event)
             assert status == 202 and body["seq"] == sub["seq"] + n + 1
         events = [await recv(ws) for _ in range(5)]
-        assert [e["data"]["n"] for e in events] == list(range(5))
+        assert [e["data"]["message"] for e in events] == [str(n) for n in range(5)]
         assert [e["seq"] for e in events] == [sub["seq"] + n + 1 for n in range(5)]
 
 
 async def test_http_publish_errors(server, alice):
-    reader = await sync_to_async(token_for)(alice, "stream:widgets")
-    writer = await sync_to_async(token_for)(alice, "stream:widgets publish:widgets")
-    assert (await asyncio.to_thread(http_publish, server, "garbage", "widgets", {"data": 1}))[0] == 401
-    status, body = await asyncio.to_thread(http_publish, server, reader, "widgets", {"data": 1})
+    reader = await sync_to_async(token_for)(alice, "stream:notifications")
+    writer = await sync_to_async(token_for)(alice, "stream:notifications publish:notifications")
+    assert (await asyncio.to_thread(http_publish, server, "garbage", "notifications", {"data": 1}))[0] == 401
+    status, body = await asyncio.to_thread(http_publish, server, reader, "notifications", {"data": 1})
     assert (status, body["error"]) == (403, "forbidden")
     status, body = await asyncio.to_thread(http_publish, server, writer, "nope", {"data": 1})
     assert (status, body["error"]) == (404, "unknown_service")
-    status, body = await asyncio.to_thread(http_publish, server, writer, "widgets", {"nodata": 1})
+    status, body = await asyncio.to_thread(http_publish, server, writer, "notifications", {"nodata": 1})
     assert (status, body["error"]) == (400, "bad_request")
 
 
@@ -128,16 +127,16 @@ async def test_resume_after_disconnect_against_real_server(server, alice, redis_
 
 
 async def test_http_publish_rejects_get_and_bad_bodies(server, alice):
-    writer = await sync_to_async(token_for)(alice, "stream:widgets publish:widgets")
+    writer = await sync_to_async(token_for)(alice, "stream:notifications publish:notifications")
     req = urllib.request.Request(
-        f"{server.url}/api/streams/widgets/events", headers={"Authorization": f"Bearer {writer}"}
+        f"{server.url}/api/streams/notifications/events", headers={"Authorization": f"Bearer {writer}"}
     )
     with pytest.raises(urllib.error.HTTPError) as err:
         await asyncio.to_thread(urllib.request.urlopen, req, None, 5)
     assert err.value.code == 405 and json.loads(err.value.read())["error"] == "method_not_allowed"
     for body in (b"not json", b"[1]", b'{"data": 1, "extra": 2}', b'{"topic": 5, "data": 1}'):
         req = urllib.request.Request(
-            f"{server.url}/api/streams/widgets/events",
+            f"{server.url}/api/streams/notifications/events",
             data=body,
             method="POST",
             headers={"Authorization": f"Bearer {writer}"},

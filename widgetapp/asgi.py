@@ -14,6 +14,7 @@ from django.urls import re_path  # noqa: E402
 
 from streaming.delivery.worker import start_with_server  # noqa: E402
 from streaming.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
+from streaming.server.body_limit import BodyLimit, refuse_large_bodies  # noqa: E402
 from widgetapp.proxy import TrustedProxyHeaders  # noqa: E402
 
 if settings.DEBUG:
@@ -21,11 +22,14 @@ if settings.DEBUG:
     django_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
 
 application = TrustedProxyHeaders(
-    ProtocolTypeRouter(
-        {
-            "http": URLRouter([*http_urlpatterns, re_path(r"", django_asgi_app)]),
-            "websocket": URLRouter(websocket_urlpatterns),
-        }
+    BodyLimit(
+        ProtocolTypeRouter(
+            {
+                "http": URLRouter([*http_urlpatterns, re_path(r"", django_asgi_app)]),
+                "websocket": URLRouter(websocket_urlpatterns),
+            }
+        )
     )
 )
+refuse_large_bodies()
 start_with_server()

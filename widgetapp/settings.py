@@ -161,6 +161,9 @@ SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", default=SECURE_HTTPS)
 SECURE_REDIRECT_EXEMPT = [r"^(healthz|readyz|metrics)$"]
 # No SECURE_PROXY_SSL_HEADER: Django would believe X-Forwarded-Proto from anyone. The request's
 # scheme is https only when a TRUSTED_PROXIES peer said so (widgetapp/proxy.py sets it).
+# Django reads at most this much of a form body into memory; the ASGI layer (streaming/server/
+# body_limit.py) refuses any body over STREAMING["MAX_REQUEST_BODY_BYTES"] before Django sees it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 SECURE_HSTS_SECONDS = 31536000 if SECURE_HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HTTPS
 SECURE_HSTS_PRELOAD = SECURE_HTTPS
@@ -213,6 +216,10 @@ STREAMING: dict[str, object] = {
         key: cast(os.environ[f"STREAMING_{key}"])
         for key, cast in {
             "MAX_FRAME_BYTES": int,
+            "MAX_REQUEST_BODY_BYTES": int,
+            "PUBLISH_PER_SECOND": float,
+            "PUBLISH_BURST": int,
+            "SERVICE_PUBLISH_PER_SECOND": float,
             "MESSAGES_PER_SECOND": float,
             "MESSAGES_BURST": int,
             "RATE_LIMIT_STRIKES": int,
@@ -221,6 +228,9 @@ STREAMING: dict[str, object] = {
             "MAX_CONNECTIONS_PER_WORKER": int,
             "MAX_OUTBOUND_BYTES": int,
             "AUTH_TIMEOUT": float,
+            "SILENT_SOCKET_TIMEOUT": float,
+            "MAX_PENDING_AUTH_PER_WORKER": int,
+            "MAX_PENDING_AUTH_PER_ADDRESS": int,
             "TOKEN_EXPIRY_WARNING": float,
             "HEARTBEAT_INTERVAL": float,
             "DRAIN_SECONDS": float,  # make serve passes it; supervisord's stopwaitsecs must exceed it

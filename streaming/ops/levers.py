@@ -13,7 +13,7 @@ from typing import Any
 from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 
-from streaming.models import LimitOverride, StreamSession
+from streaming.models import LimitOverride, StreamSession, check_limit_value
 from streaming.ops import admin_actions as mitigation
 
 
@@ -58,7 +58,11 @@ SCOPES = {
 
 
 def limit_override_set(*, limit: str, value: float, target: Target, user: Any) -> LimitOverride:
-    """Set `limit` to `value` for `target`; every worker applies it within the control bus latency."""
+    """Set `limit` to `value` for `target`; every worker applies it within the control bus latency.
+
+    Raises ValidationError for a value outside LimitOverride.BOUNDS.
+    """
+    check_limit_value(limit, value)
     override, _ = LimitOverride.objects.update_or_create(
         limit=limit, **target.lookup(), defaults={"value": value}
     )

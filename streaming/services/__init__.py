@@ -42,6 +42,9 @@ class Service:
     default_topic: ClassVar[str] = "all"
     #: The service has only its default topic; naming another is a bad request.
     single_topic: ClassVar[bool] = False
+    #: Whether the HTTP publish API may publish here. False: events come only from the service's
+    #: own domain code (`publish()` in-process), whoever holds `publish:<name>`.
+    http_publish: ClassVar[bool] = True
 
     def topic_for(self, principal: Principal, topic: str | None) -> str:
         """The topic a principal may follow for `topic`; raise ProtocolError otherwise."""
@@ -54,6 +57,24 @@ class Service:
     def check_access(self, principal: Principal) -> None:
         if self.staff_only and not principal.is_staff:
             raise ProtocolError(FORBIDDEN, f"Service {self.name!r} is for staff only.")
+
+    def publish_topic(self, principal: Principal, topic: str | None, data: Any) -> str:
+        """The topic an HTTP publish goes to, after the policy's checks (who, topic, payload shape).
+
+        Raise ProtocolError (FORBIDDEN or BAD_REQUEST) to refuse; domain code is not subject to it.
+        """
+        if not self.http_publish:
+            raise ProtocolError(FORBIDDEN, f"The {self.name} service takes events only from its own code.")
+        self.check_access(principal)
+        if self.single_topic and topic not in (None, self.default_topic):
+            raise ProtocolError(
+                BAD_REQUEST, f"The {self.name} service has one topic, {self.default_topic!r}."
+            )
+        self.check_event(data)
+        return topic or self.default_topic
+
+    def check_event(self, data: Any) -> None:
+        """Raise ProtocolError(BAD_REQUEST) when `data` is not an event this service's clients can apply."""
 
     async def request(self, principal: Principal, action: str, data: Any) -> Any:
         """Answer a `request` message; the default service has no actions."""

@@ -16,6 +16,7 @@ class LoadService(Service):
     name = "load"
     description = "Live server load of the streaming workers (staff only)."
     staff_only = True
+    http_publish = False  # snapshots come from the workers themselves
     single_topic = True
 
     async def request(self, principal: Principal, action: str, data: Any) -> Any:

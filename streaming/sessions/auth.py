@@ -45,6 +45,8 @@ class Grant:
     expires_at: datetime
     #: The user's groups, for limits an admin overrides per group.
     group_ids: frozenset[int] = frozenset()
+    #: The user whose approval the grant rests on: the token's user, or the application's owner.
+    owner_id: int | None = None
 
 
 def token_checksum(token: str) -> str:
@@ -52,6 +54,8 @@ def token_checksum(token: str) -> str:
 
 
 _cache: dict[str, tuple[float, Grant]] = {}
+#: When the cache was last swept of entries past TOKEN_CACHE_SECONDS (monotonic seconds).
+_swept_at = 0.0
 
 
 def forget(checksum: str | None = None) -> None:
@@ -60,6 +64,18 @@ def forget(checksum: str | None = None) -> None:
         _cache.clear()
     else:
         _cache.pop(checksum, None)
+
+
+def _remember(checksum: str, grant: Grant) -> None:
+    """Cache a grant; at most once per TOKEN_CACHE_SECONDS, drop the entries older than that."""
+    global _swept_at
+    now = time.monotonic()
+    ttl = streaming_settings.TOKEN_CACHE_SECONDS
+    if now - _swept_at >= ttl:
+        _swept_at = now
+        for stale in [key for key, (stamp, _) in _cache.items() if now - stamp >= ttl]:
+            del _cache[stale]
+    _cache[checksum] = (now, grant)
 
 
 class TokenMissing(AuthError):
@@ -90,14 +106,17 @@ def _judge(
 ) -> Grant:
     """The grant a holder gets now: approval and group scopes are checked at every call."""
     if user is None:
-        if application is None or not accounts.application_is_approved(application=application):
+        owner = application.user if application is not None else None
+        if owner is None or not accounts.application_is_approved(application=application):
             raise AuthError(
                 CLOSE_FORBIDDEN,
                 "Application is not approved for streaming.",
                 application_id=application.pk if application else None,
             )
-        principal = Principal(None, f"app:{application.client_id}", False, application.pk, frozenset(scopes))
-        return Grant(principal, checksum, token_id, expires)
+        # An application acts for its owner: never more than the owner's groups allow now.
+        allowed = scopes & accounts.user_allowed_scopes(user=owner)
+        principal = Principal(None, f"app:{application.client_id}", False, application.pk, frozenset(allowed))
+        return Grant(principal, checksum, token_id, expires, owner_id=owner.pk)
     if not user.is_active:
         raise AuthError(CLOSE_FORBIDDEN, "User is inactive.", user_id=user.pk)
     if not accounts.user_is_approved(user=user):
@@ -110,7 +129,8 @@ def _judge(
         application.pk if application else None,
         frozenset(allowed),
     )
-    return Grant(principal, checksum, token_id, expires, frozenset(user.groups.values_list("pk", flat=True)))
+    groups = frozenset(user.groups.values_list("pk", flat=True))
+    return Grant(principal, checksum, token_id, expires, groups, owner_id=user.pk)
 
 
 def _unexpired(checksum: str, grant: Grant) -> Grant:
@@ -135,7 +155,7 @@ def verify_token(token: str) -> Grant:
     if grant is None:
         checksum = token_checksum(token)
         grant = _load(checksum)
-        _cache[checksum] = (time.monotonic(), grant)
+        _remember(checksum, grant)
         grant = _unexpired(checksum, grant)
     return grant
 
@@ -152,7 +172,7 @@ def reverify(grant: Grant) -> Grant:
         fresh = _load(grant.checksum)
     except TokenMissing:
         fresh = _judge_holder(grant)
-    _cache[grant.checksum] = (time.monotonic(), fresh)
+    _remember(grant.checksum, fresh)
     return fresh
 
 

@@ -15,7 +15,7 @@ from streaming.conf import streaming_settings
 from streaming.delivery.worker import get_worker
 from streaming.server import daphne
 from streaming.server.writer import make_writer
-from streaming.sessions import access, lifecycle, limits, subscriptions
+from streaming.sessions import access, lifecycle, limits, pending, subscriptions
 from streaming.sessions.auth import AuthError, Grant, cached_grant, verify_token
 from streaming.sessions.connection import Connection, iso
 from streaming.sessions.handshake import Handshake, HandshakeError
@@ -63,20 +63,33 @@ class StreamConsumer(AsyncConsumer):
         daphne.adopt_frame_limit(conn.writer)
         if not lifecycle.admit_socket(self.worker, conn):
             return
-        self._pending(True)
         if shake.error:
             lifecycle.refuse(conn, p.CLOSE_UNAUTHENTICATED, shake.error)
         elif shake.token:
+            self._pending(True)
             await self._authenticate(shake.token, None)
-        else:
-            loop = asyncio.get_running_loop()
-            self.auth_timer = loop.call_later(streaming_settings.AUTH_TIMEOUT, self._auth_timeout)
+        elif lifecycle.admit_silent(self.worker, conn):
+            # No token yet: it must say something soon, and authenticate within AUTH_TIMEOUT.
+            self._pending(True)
+            silent = min(streaming_settings.SILENT_SOCKET_TIMEOUT, streaming_settings.AUTH_TIMEOUT)
+            self.auth_timer = asyncio.get_running_loop().call_later(silent, self._silent_timeout)
 
-    def _pending(self, pending: bool) -> None:
+    def _pending(self, waiting: bool) -> None:
         """Count this socket among the worker's unauthenticated ones (until auth or disconnect)."""
-        if pending != self.pending_auth:
-            self.pending_auth = pending
-            self.worker.pending(1 if pending else -1)
+        if waiting != self.pending_auth and self.conn is not None:
+            self.pending_auth = waiting
+            self.worker.pending(1 if waiting else -1)
+            (pending.enter if waiting else pending.leave)(self.conn.remote)
+
+    def _silent_timeout(self) -> None:
+        conn = self.conn
+        if conn is None or conn.grant is not None or conn.closing:
+            return
+        if conn.messages_in == 0:
+            lifecycle.refuse(conn, p.CLOSE_UNAUTHENTICATED, "No token presented.")
+            return
+        rest = streaming_settings.AUTH_TIMEOUT - streaming_settings.SILENT_SOCKET_TIMEOUT
+        self.auth_timer = asyncio.get_running_loop().call_later(max(0.0, rest), self._auth_timeout)
 
     def _auth_timeout(self) -> None:
         if self.conn is not None and self.conn.grant is None and not self.conn.closing:
@@ -133,13 +146,17 @@ class StreamConsumer(AsyncConsumer):
             return
         conn.messages_in += 1
         self.worker.count_message()
+        allowed = conn.bucket.take()  # invalid frames are charged like valid ones
         try:
             msg = p.decode(text)
         except ProtocolError as exc:
-            self._reply_error(exc, invalid=True)
+            if allowed:
+                self._reply_error(exc, invalid=True)
+            else:
+                self._rate_limited(exc.msg_id)
             return
-        if not conn.bucket.take():
-            self._rate_limited(msg)
+        if not allowed:
+            self._rate_limited(msg.id)
             return
         try:
             await self._route(msg)
@@ -161,7 +178,7 @@ class StreamConsumer(AsyncConsumer):
             if conn.invalid_strikes >= streaming_settings.INVALID_MESSAGE_STRIKES:
                 conn.close(p.CLOSE_PROTOCOL, "Too many invalid messages.")
 
-    def _rate_limited(self, msg: ClientMessage) -> None:
+    def _rate_limited(self, msg_id: str | int | None) -> None:
         conn = self.conn
         assert conn is not None
         strikes = conn.bucket.strikes
@@ -170,7 +187,7 @@ class StreamConsumer(AsyncConsumer):
             return
         if strikes == 1:  # once per run of refusals: the audit log is not a per-message log
             audit.record(audit.Kind.LIMIT, **conn.audit_fields(), detail="Rate limited.")
-        conn.send_message(messages.error(p.RATE_LIMITED, "Too many messages; slow down.", msg.id))
+        conn.send_message(messages.error(p.RATE_LIMITED, "Too many messages; slow down.", msg_id))
 
     def _audit_refusal(self, msg: ClientMessage, exc: ProtocolError) -> None:
         assert self.conn is not None

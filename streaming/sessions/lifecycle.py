@@ -12,7 +12,7 @@ import time
 from streaming.bus import audit
 from streaming.conf import streaming_settings
 from streaming.delivery.worker import Worker
-from streaming.sessions import access, drain
+from streaming.sessions import access, drain, pending
 from streaming.sessions.auth import AuthError, Grant
 from streaming.sessions.connection import Connection, iso
 from streaming.sessions.limits import apply
@@ -38,13 +38,30 @@ def admit_socket(worker: Worker, conn: Connection) -> bool:
     return True
 
 
+def admit_silent(worker: Worker, conn: Connection) -> bool:
+    """A socket without a token waits for its `auth` message, unless its address or the worker
+    already holds too many waiting ones (4013; one audit row per run from an address)."""
+    crowded = pending.refusal(worker, conn.remote)
+    if crowded is None:
+        return True
+    if pending.first_failure(conn.remote):
+        fields = conn.audit_fields()
+        audit.record(audit.Kind.LIMIT, **fields, close_code=p.CLOSE_OVERLOADED, detail=crowded)
+    conn.close_with_retry(p.CLOSE_OVERLOADED, "overloaded", streaming_settings.OVERLOAD_RETRY_MS)
+    return False
+
+
 def refuse(conn: Connection, code: int, reason: str, refused: AuthError | None = None) -> None:
     """Close for an authentication or authorisation failure, and audit it."""
     kind = audit.Kind.AUTH_FAILED if code == p.CLOSE_UNAUTHENTICATED else audit.Kind.DENIED
     fields = conn.audit_fields()
     if refused is not None:
         fields.update(user_id=refused.user_id, application_id=refused.application_id)
-    audit.record(kind, **fields, close_code=code, detail=reason)
+    anonymous = (
+        kind == audit.Kind.AUTH_FAILED and fields["user_id"] is None and fields["application_id"] is None
+    )
+    if not anonymous or pending.first_failure(conn.remote):  # floods from one address: one row
+        audit.record(kind, **fields, close_code=code, detail=reason)
     conn.close(code, reason)
 
 

@@ -1,7 +1,8 @@
 """Control operations on open sessions, run on every worker when the control bus carries them.
 
-close (by token, user or session), service (enable/disable), recheck (re-verify tokens after an
-approval change), limits (reload overrides), drain (this worker leaves).
+close (by token, user or session), forget (a rotated token's cached grant), service
+(enable/disable), recheck (re-verify tokens after an approval change), limits (reload overrides),
+drain (this worker leaves).
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ def close_matching(worker: Worker, fields: dict[str, Any]) -> None:
             conn.close(code, reason)
 
 
+@operation("forget")
+def forget_token(worker: Worker, fields: dict[str, Any]) -> None:
+    """A token replaced by a refresh: new connections must not get in on its cached grant."""
+    auth.forget(fields["checksum"])
+
+
 @operation("service")
 async def set_service(worker: Worker, fields: dict[str, Any]) -> None:
     name, enabled = fields["name"], fields["enabled"]
@@ -64,15 +71,29 @@ async def set_service(worker: Worker, fields: dict[str, Any]) -> None:
             await drop_disallowed(worker, conn)
 
 
+def _affected(conn: Connection, user_ids: set[int], application_ids: set[int]) -> bool:
+    """Whether a change to these users or applications may change what `conn` is allowed."""
+    grant = conn.grant
+    if grant is None:
+        return False
+    principal = grant.principal
+    return (
+        principal.user_id in user_ids
+        or grant.owner_id in user_ids  # an application's owner lost or gained approval
+        or principal.application_id in application_ids
+    )
+
+
 @operation("recheck")
 async def recheck(worker: Worker, fields: dict[str, Any]) -> None:
-    """Re-verify the tokens of some users' connections; close or narrow what changed."""
+    """Re-verify the tokens of some users' or applications' connections; close or narrow what changed."""
     user_ids = set(fields.get("user_ids") or ())
+    application_ids = set(fields.get("application_ids") or ())
     everyone = bool(fields.get("all"))
     auth.forget()
     for conn in list(worker.connections.values()):
         grant = conn.grant
-        if grant is None or not (everyone or grant.principal.user_id in user_ids):
+        if grant is None or not (everyone or _affected(conn, user_ids, application_ids)):
             continue
         try:
             conn.grant = await database_sync_to_async(auth.reverify)(grant)

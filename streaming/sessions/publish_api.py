@@ -11,16 +11,21 @@ import json
 from typing import Any
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
 from streaming import services
 from streaming.conf import streaming_settings
 from streaming.delivery.publish import apublish
-from streaming.sessions.auth import AuthError, cached_grant, verify_token
+from streaming.server.body_limit import limit_path
+from streaming.sessions import access, publish_rate
+from streaming.sessions.auth import AuthError, Grant, cached_grant, verify_token
 from streaming.wire import protocol as p
 from streaming.wire.protocol import CLOSE_UNAUTHENTICATED, ProtocolError
 
 Reply = tuple[int, dict[str, Any]]
+
+limit_path("/api/streams/", lambda: int(streaming_settings.MAX_FRAME_BYTES))
 
 
 def publisher_label(user_id: int | None, application_id: int | None) -> str:
@@ -34,8 +39,6 @@ def problem(status: int, code: str, message: str) -> Reply:
 
 def parse_body(raw: bytes) -> dict[str, Any]:
     """The request body `{"topic"?, "data"}`, or a ProtocolError saying what is wrong."""
-    if len(raw) > streaming_settings.MAX_FRAME_BYTES:
-        raise ProtocolError(p.TOO_LARGE, f"Body is larger than {streaming_settings.MAX_FRAME_BYTES} bytes.")
     try:
         body = json.loads(raw or b"null")
     except (ValueError, RecursionError):
@@ -51,7 +54,8 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-async def handle_publish(service: str, authorization: str, raw: bytes) -> Reply:
+async def authorize(service: str, authorization: str) -> Grant | Reply:
+    """The grant of a request allowed to publish to `service`, or the reply refusing it."""
     if authorization[:7].lower() != "bearer " or not authorization[7:].strip():
         return problem(401, p.UNAUTHENTICATED, "Send 'Authorization: Bearer <token>'.")
     token = authorization[7:].strip()
@@ -62,14 +66,27 @@ async def handle_publish(service: str, authorization: str, raw: bytes) -> Reply:
         return problem(status, p.UNAUTHENTICATED if status == 401 else p.FORBIDDEN, refused.reason)
     if services.get(service) is None:
         return problem(404, p.UNKNOWN_SERVICE, f"Unknown service {service[:40]!r}.")
+    if service in access.disabled_services:
+        return problem(409, p.SERVICE_DISABLED, f"Service {service!r} is disabled.")
     if not grant.principal.can_publish(service):
         return problem(403, p.FORBIDDEN, f"Your token does not allow publish:{service}.")
+    wait = publish_rate.retry_after(grant.checksum, service)
+    if wait is not None:
+        status, reply = problem(429, p.RATE_LIMITED, f"Too many publishes; retry after {wait} s.")
+        return status, {**reply, "retry_after": wait}
+    return grant
+
+
+async def handle_publish(service: str, grant: Grant, raw: bytes) -> Reply:
     try:
         body = parse_body(raw)
+        policy = services.get(service)
+        assert policy is not None  # checked by authorize
+        topic = policy.publish_topic(grant.principal, body.get("topic"), body["data"])
         publisher = publisher_label(*grant.principal.owner)
-        published = await apublish(service, body["data"], topic=body.get("topic"), publisher=publisher)
+        published = await apublish(service, body["data"], topic=topic, publisher=publisher)
     except ProtocolError as exc:
-        return problem(413 if exc.code == p.TOO_LARGE else 400, exc.code, exc.message)
+        return problem(403 if exc.code == p.FORBIDDEN else 400, exc.code, exc.message)
     except ValueError as exc:
         return problem(400, p.BAD_REQUEST, f"Data cannot be encoded as JSON: {exc}.")
     return 202, {
@@ -78,6 +95,11 @@ async def handle_publish(service: str, authorization: str, raw: bytes) -> Reply:
         "epoch": published.epoch,
         "seq": published.seq,
     }
+
+
+def too_large() -> Reply:
+    limit = streaming_settings.MAX_FRAME_BYTES
+    return problem(413, p.TOO_LARGE, f"Body is larger than {limit} bytes.")
 
 
 class PublishConsumer(AsyncHttpConsumer):
@@ -90,15 +112,46 @@ class PublishConsumer(AsyncHttpConsumer):
         if handler is not None:
             await handler(message)
 
-    async def handle(self, body: bytes) -> None:
+    grant: Grant | None = None
+    received = 0
+
+    async def http_request(self, message: dict[str, Any]) -> None:
+        """Judge the request at its first chunk and never hold more than MAX_FRAME_BYTES of it."""
+        if self.grant is None:
+            refusal = await self.admit()
+            if refusal is not None:
+                await self.reply(*refusal)
+                raise StopConsumer()
+        self.received += len(message.get("body", b""))
+        if self.received > streaming_settings.MAX_FRAME_BYTES:
+            await self.reply(*too_large())
+            raise StopConsumer()
+        await super().http_request(message)
+
+    async def admit(self) -> Reply | None:
+        """The refusal of this request before its body is read, if any."""
         if self.scope["method"] != "POST":
-            status, reply = problem(405, p.METHOD_NOT_ALLOWED, "Use POST.")
-            headers = [(b"Allow", b"POST")]
-        else:
-            headers = []
-            authorization = dict(self.scope["headers"]).get(b"authorization", b"").decode("latin1")
-            service = self.scope["url_route"]["kwargs"]["service"]
-            status, reply = await handle_publish(service, authorization, body)
-        await self.send_response(
-            status, json.dumps(reply).encode(), headers=[(b"Content-Type", b"application/json"), *headers]
-        )
+            return problem(405, p.METHOD_NOT_ALLOWED, "Use POST.")
+        headers = dict(self.scope["headers"])
+        declared = headers.get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > streaming_settings.MAX_FRAME_BYTES:
+            return too_large()
+        service = self.scope["url_route"]["kwargs"]["service"]
+        admitted = await authorize(service, headers.get(b"authorization", b"").decode("latin1"))
+        if isinstance(admitted, Grant):
+            self.grant = admitted
+            return None
+        return admitted
+
+    async def handle(self, body: bytes) -> None:
+        assert self.grant is not None
+        service = self.scope["url_route"]["kwargs"]["service"]
+        await self.reply(*await handle_publish(service, self.grant, body))
+
+    async def reply(self, status: int, reply: dict[str, Any]) -> None:
+        headers = [(b"Content-Type", b"application/json")]
+        if status == 405:
+            headers.append((b"Allow", b"POST"))
+        if "retry_after" in reply:
+            headers.append((b"Retry-After", str(reply["retry_after"]).encode()))
+        await self.send_response(status, json.dumps(reply).encode(), headers=headers)

@@ -21,6 +21,9 @@ class WidgetsService(Service):
     name = "widgets"
     description = "Live changes to Widget records."
     single_topic = True
+    # Widget events come from the Widget model's own code only: a row the page cannot render
+    # (or one that does not exist) must never reach live tables from outside.
+    http_publish = False
 
     async def request(self, principal: Principal, action: str, data: Any) -> Any:
         if action != "list":

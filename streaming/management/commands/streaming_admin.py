@@ -6,6 +6,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.services import user_block, user_unblock
@@ -111,9 +112,12 @@ class Command(BaseCommand):
         self.stdout.write(f"enabled {mitigation.services_switch(names=services, enabled=True, user=None)}")
 
     def limit_set(self, *, limit: str, value: float, **target: Any) -> None:
-        override = levers.limit_override_set(
-            limit=limit, value=value, target=self.target(**target), user=None
-        )
+        try:
+            override = levers.limit_override_set(
+                limit=limit, value=value, target=self.target(**target), user=None
+            )
+        except ValidationError as refused:
+            raise CommandError(" ".join(refused.messages)) from None
         self.stdout.write(f"set {override}")
 
     def limit_clear(self, *, limit: str, **target: Any) -> None:

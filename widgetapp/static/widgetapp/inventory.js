@@ -12,14 +12,15 @@ export class Inventory {
 
   /** Replace everything with the response of `request("widgets", "list")`. */
   load(snapshot) {
-    this.rows = new Map(snapshot.widgets.map((widget) => [widget.id, widget]));
+    this.rows = new Map(snapshot.widgets.filter(isWidget).map((widget) => [widget.id, widget]));
     this.position = { epoch: snapshot.epoch, seq: snapshot.seq };
   }
 
-  /** Apply one `event`; false when the snapshot already holds it. */
+  /** Apply one `event`; false when the snapshot already holds it or it is not a widget change. */
   apply(event) {
     const at = this.position;
     if (at && event.epoch === at.epoch && event.seq <= at.seq) return false;
+    if (!ACTIONS.has(event.data?.action) || !isWidget(event.data.widget)) return false;
     this.applied.push(`${event.epoch}:${event.seq}`);
     const { action, widget } = event.data;
     const current = this.rows.get(widget.id);
@@ -34,6 +35,22 @@ export class Inventory {
   sorted() {
     return [...this.rows.values()].sort((a, b) => a.name.localeCompare(b.name) || a.id - b.id);
   }
+}
+
+const ACTIONS = new Set(["created", "updated", "deleted"]);
+
+/** Whether `widget` is a row the table can show: an id, texts, a quantity, and times or null. */
+export function isWidget(widget) {
+  if (typeof widget !== "object" || widget === null) return false;
+  const { id, name, colour, quantity, updated_at: updated } = widget;
+  return (
+    Number.isSafeInteger(id) &&
+    typeof name === "string" &&
+    typeof colour === "string" &&
+    typeof quantity === "number" &&
+    Number.isFinite(quantity) &&
+    (updated == null || (typeof updated === "string" && !Number.isNaN(Date.parse(updated))))
+  );
 }
 
 /** Microseconds since the epoch of an ISO 8601 time (Date.parse keeps only milliseconds). */

@@ -50,3 +50,28 @@ test("another epoch is applied (the page refetches the snapshot on the reset it 
   assert.equal(inventory.apply(event(1, "updated", widget(1, "Sprocket", 3, T1), "e2")), true);
   assert.equal(inventory.rows.get(1).quantity, 3);
 });
+
+test("events the table cannot show are ignored and leave the rows as they were", () => {
+  const inventory = loaded();
+  const before = inventory.sorted();
+  const broken = [
+    { action: "updated", widget: { id: 2, name: null, updated_at: "2999-01-01T00:00:00Z" } },
+    { action: "updated", widget: { ...widget(2, "Gizmo", 6), updated_at: "not a time" } },
+    { action: "updated", widget: { ...widget(2, "Gizmo", 6), id: "2" } },
+    { action: "renamed", widget: widget(2, "Gizmo", 6) },
+    { action: "created" },
+    "zzz",
+    null,
+  ];
+  broken.forEach((data, i) => {
+    assert.equal(inventory.apply({ type: "event", epoch: "e1", seq: 5 + i, data }), false);
+  });
+  assert.deepEqual(inventory.sorted(), before);
+  assert.deepEqual(inventory.applied, []);
+});
+
+test("a snapshot row the table cannot show is left out", () => {
+  const inventory = new Inventory();
+  inventory.load({ epoch: "e1", seq: 1, widgets: [widget(1, "Sprocket", 12), { id: 2, name: null }] });
+  assert.deepEqual(inventory.sorted().map((w) => w.id), [1]);
+});
