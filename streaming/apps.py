@@ -17,9 +17,10 @@ class StreamingConfig(AppConfig):
 
         # Everything a worker runs from its start, in order.
         on_start(control.start)  # control-bus listener
-        on_start(operations.start)  # disabled services and limit overrides
+        on_start(operations.start)  # disabled services, limit overrides and stream options
         on_start(lambda worker: worker.duties.append(lifecycle.slot_duty()))  # per-owner slots
         on_start(audit.start)  # audit log flushes
         on_start(drain.install_sigterm)  # SIGTERM drains
         on_start(records.start)  # worker, sessions and load in the database
         on_start(load.start)  # the `load` service's samples
+        on_start(lambda worker: worker.duties.append(worker.hub.presence.tick))  # presence refresh, diffs

@@ -17,6 +17,8 @@ class LoadService(Service):
     description = "Live server load of the streaming workers (staff only)."
     staff_only = True
     single_topic = True
+    #: A new subscriber sees the current load at once, not only from the next sample on.
+    stream_defaults = {"latest": True}
 
     async def request(self, principal: Principal, action: str, data: Any) -> Any:
         if action != "snapshot":

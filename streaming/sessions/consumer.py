@@ -12,10 +12,11 @@ from channels.exceptions import StopConsumer
 
 from streaming.bus import audit
 from streaming.conf import streaming_settings
+from streaming.delivery.options import stream_options
 from streaming.delivery.worker import get_worker
 from streaming.server import daphne
 from streaming.server.writer import make_writer
-from streaming.sessions import access, lifecycle, limits
+from streaming.sessions import access, lifecycle, limits, presence
 from streaming.sessions.auth import AuthError, Grant, cached_grant, verify_token
 from streaming.sessions.connection import Connection, iso
 from streaming.sessions.handshake import Handshake, HandshakeError
@@ -207,18 +208,21 @@ class StreamConsumer(AsyncConsumer):
         conn = self.conn
         assert conn is not None and msg.service is not None
         service = access.resolve(conn.principal, msg.service, msg.id)
-        key = access.stream_key(conn.principal, service, msg.topic, msg.id)
+        key = await access.followable_key(conn.principal, service, msg.topic, msg.id)
         if key in conn.subscriptions:
             raise ProtocolError(p.BAD_REQUEST, f"Already subscribed to {key[0]}/{key[1]}.", msg.id)
         cap = int(limits.effective("MAX_SUBSCRIPTIONS", conn, service=service.name))
         if len(conn.subscriptions) >= cap:
             raise ProtocolError(p.TOO_MANY_SUBSCRIPTIONS, f"At most {cap} subscriptions.", msg.id)
+        latest = stream_options(service.name).latest
+        if msg.presence:
+            presence.shared(service.name, msg.id)
         hub = self.worker.hub
         conn.subscriptions[key] = None
         since = msg.since
         try:
             replay, recovered = await hub.subscribe(
-                conn, key, since.epoch if since else None, since.seq if since else 0
+                conn, key, since.epoch if since else None, since.seq if since else 0, latest
             )
             if recovered:
                 await lifecycle.note_resume(self.worker, conn)
@@ -229,8 +233,9 @@ class StreamConsumer(AsyncConsumer):
         if conn.closing or key not in conn.subscriptions:
             await hub.unsubscribe(conn, key)
             return
-        self._send(messages.subscribed(key[0], key[1], replay.epoch, replay.seq, recovered, msg.id))
+        self._send(messages.subscribed(key[0], key[1], replay.epoch, replay.position, recovered, msg.id))
         hub.finish_join(conn, key, replay)
+        await presence.follow(self.worker, conn, key, msg.presence)
 
     async def on_unsubscribe(self, msg: ClientMessage) -> None:
         conn = self.conn
@@ -252,6 +257,13 @@ class StreamConsumer(AsyncConsumer):
             exc.msg_id = msg.id
             raise
         self._send(messages.response(service.name, msg.action, data, msg.id))
+
+    async def on_presence(self, msg: ClientMessage) -> None:
+        conn = self.conn
+        assert conn is not None and msg.service is not None
+        service = access.resolve(conn.principal, msg.service, msg.id)
+        key = await access.followable_key(conn.principal, service, msg.topic, msg.id)
+        self._send(await presence.answer(self.worker, key, msg.id))
 
     def _send(self, message: Any) -> None:
         assert self.conn is not None

@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from streaming.delivery.publish import publish
+from streaming.sessions.operations import stream_options_rows
 from streaming.wire.protocol import ProtocolError
 
 
@@ -24,6 +25,7 @@ class Command(BaseCommand):
             payload = json.loads(data)
         except ValueError as exc:
             raise CommandError(f"DATA is not valid JSON: {exc}") from None
+        options.set_rows(stream_options_rows())  # this process has no worker to load the admin's retention
         try:
             published = publish(service, payload, topic=topic)
         except ProtocolError as exc:
