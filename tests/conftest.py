@@ -12,6 +12,8 @@ import pytest
 import redis
 from django.conf import settings
 
+from streaming.delivery.backend import get_backend
+from streaming.delivery.worker import get_worker
 from tests.servers import DaphneProcess
 
 
@@ -39,6 +41,23 @@ def redis_prefix(settings) -> Iterator[str]:  # noqa: F811 - pytest-django's set
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request, settings, redis_prefix):
+    """Run each test on the embedded store and on Redis (with a per-test key prefix)."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    url = "" if request.param == "memory" else "redis://127.0.0.1:6379/0"
+    settings.STREAMING = {**settings.STREAMING, "REDIS_URL": url}
+    if request.param == "memory":
+        get_backend().reset()
+    return request.param
+
+
+@pytest.fixture
+async def worker_cleanup():
+    yield
+    await get_worker().close()
 
 
 def database_url_for_subprocess() -> str:

@@ -8,29 +8,9 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from streaming.delivery.publish import apublish, publish
-from streaming.delivery.worker import get_worker
 from tests.streaming_helpers import expect_close, make_user, open_session, recv, send, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request, settings, redis_prefix):
-    """Run each test on the embedded store and on Redis (with a per-test key prefix)."""
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    url = "" if request.param == "memory" else "redis://127.0.0.1:6379/0"
-    settings.STREAMING = {**settings.STREAMING, "REDIS_URL": url}
-    if request.param == "memory":
-        from streaming.delivery.backend import get_backend
-
-        get_backend().reset()
-    return request.param
-
-
-@pytest.fixture
-async def worker_cleanup():
-    yield
-    await get_worker().close()
 
 
 @pytest.fixture
