@@ -145,7 +145,8 @@ async def test_presence_across_workers_and_after_one_is_killed(
 ):
     env = {**server_env, "STREAMING_PRESENCE_TTL": str(TTL)}
     first, second = daphne_factory(env), daphne_factory(env)
-    await sync_to_async(client.force_login)(admin_user)  # the admin switches presence on while both workers run
+    # The admin switches presence on while both workers run.
+    await sync_to_async(client.force_login)(admin_user)
     response = await sync_to_async(client.post)(
         "/admin/streaming/streamoptions/add/",
         {"service": "widgets", "presence": "users", "latest": "unknown"},
