@@ -22,6 +22,7 @@ from streaming.client import (
     StreamClient,
     backoff_delay,
 )
+from streaming.client.streams import Stream
 from streaming.wire import protocol as p
 from streaming.wire.protocol import Position
 
@@ -326,3 +327,13 @@ def test_backoff_is_full_jitter_capped_and_honours_the_hint() -> None:
     assert all(0 <= d <= 10 for d in delays)
     assert max(backoff_delay(0) for _ in range(200)) <= 0.25
     assert min(backoff_delay(0, hint=1.5) for _ in range(50)) >= 1.5
+
+
+async def test_the_latest_value_is_delivered_and_marked() -> None:
+    stream = Stream("load", None)
+    stream.on_subscribed({"topic": "all", "epoch": "e", "seq": 4, "recovered": False})
+    head = {"type": "event", "service": "load", "topic": "all", "epoch": "e"}
+    _, latest = stream.on_event({**head, "seq": 5, "data": {"cpu": 3}, "latest": True})
+    _, live = stream.on_event({**head, "seq": 6, "data": {"cpu": 4}})
+    assert latest == Event("load", "all", "e", 5, {"cpu": 3}, latest=True)
+    assert live is not None and not live.latest

@@ -11,6 +11,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from websockets.asyncio.client import ClientConnection, connect
 
+from streaming.client import Followers, StreamClient
 from streaming.delivery import options
 from streaming.models import StreamOptions
 from streaming.sessions.operations import load_stream_options
@@ -166,6 +167,8 @@ async def test_presence_across_workers_and_after_one_is_killed(
     assert (diff["count"], diff["left"]) == (1, ["alice"])
     assert time.monotonic() - killed_at < TTL + 2.5
     assert (await ws_presence(watcher))["users"] == ["bob"]
+    async with StreamClient(second.ws_url, bob) as python_client:
+        assert await python_client.presence("widgets") == Followers(1, ["bob"])
     await watcher.close()
     for ws in doomed:
         ws.transport.abort()
