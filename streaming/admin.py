@@ -17,12 +17,14 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
 
+from streaming import services
 from streaming.conf import streaming_settings
 from streaming.models import (
     AuditEntry,
     LimitOverride,
     LoadSample,
     ServiceConfig,
+    StreamOptions,
     StreamSession,
     WorkerProcess,
 )
@@ -106,8 +108,6 @@ class ServiceFilter(admin.SimpleListFilter):
     parameter_name = "service"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        from streaming import services
-
         return [(name, name) for name in services.names()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
@@ -292,6 +292,35 @@ class LimitOverrideAdmin(admin.ModelAdmin):
         names = ", ".join(str(obj) for obj in queryset)
         super().delete_queryset(request, queryset)
         mitigation.limits_reload(user=request.user, detail=f"delete limits {names}")
+
+
+class StreamOptionsForm(forms.ModelForm):
+    service = forms.ChoiceField(choices=lambda: [(name, name) for name in services.names()])
+
+    class Meta:
+        model = StreamOptions
+        fields = "__all__"
+
+
+@admin.register(StreamOptions)
+class StreamOptionsAdmin(admin.ModelAdmin):
+    """Per-service retention, latest value, presence and deltas; empty fields keep the defaults."""
+
+    form = StreamOptionsForm
+    list_display = ["service", cells.options_in_force, "updated_at"]
+
+    def save_model(self, request: HttpRequest, obj: StreamOptions, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        mitigation.stream_options_reload(user=request.user, detail=f"set stream options of {obj}")
+
+    def delete_model(self, request: HttpRequest, obj: StreamOptions) -> None:
+        super().delete_model(request, obj)
+        mitigation.stream_options_reload(user=request.user, detail=f"reset stream options of {obj}")
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        names = ", ".join(str(obj) for obj in queryset)
+        super().delete_queryset(request, queryset)
+        mitigation.stream_options_reload(user=request.user, detail=f"reset stream options of {names}")
 
 
 @admin.register(LoadSample)

@@ -18,7 +18,7 @@ class StreamingConfig(AppConfig):
 
         # Everything a worker runs from its start, in order.
         on_start(control.start)  # control-bus listener
-        on_start(operations.start)  # disabled services and limit overrides
+        on_start(operations.start)  # disabled services, limit overrides and stream options
         on_start(lambda worker: worker.duties.append(lifecycle.slot_duty()))  # per-owner slots
         on_start(lambda worker: worker.duties.append(pending.failure_duty))  # failure summaries
         on_start(audit.start)  # audit log flushes
@@ -28,3 +28,4 @@ class StreamingConfig(AppConfig):
         on_start(  # embedded default, under a real server: publishes from other local processes
             lambda worker: reactor_of(worker.loop) and worker.spawn(worker.backend.serve_other_processes())
         )
+        on_start(lambda worker: worker.duties.append(worker.hub.presence.tick))  # presence refresh, diffs

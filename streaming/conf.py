@@ -42,6 +42,20 @@ DEFAULTS: dict[str, Any] = {
     "HISTORY_MIN_SECONDS": 600,
     # Hard cap on events kept per stream, whatever their age (protects Redis memory).
     "HISTORY_HARD_MAX_EVENTS": 100_000,
+    # Bytes of event frames kept per stream, whatever their age; 0 = no byte cap.
+    "HISTORY_MAX_BYTES": 0,
+    # Defaults of the per-service stream options (overridden per service in the admin):
+    # a subscriber without `since` first gets the newest event, marked `"latest": true`;
+    "STREAM_LATEST": False,
+    # who follows a stream: "off", "count" (how many) or "users" (how many and who);
+    "STREAM_PRESENCE": "off",
+    # the service may send deltas instead of whole values.
+    "STREAM_DELTA": False,
+    # Seconds a follower stays counted in presence unless its worker refreshes it (a killed
+    # worker's followers drop out after this); workers refresh every third of it.
+    "PRESENCE_TTL": 30.0,
+    # Seconds between presence diffs sent to a stream's watchers (joins and leaves are coalesced).
+    "PRESENCE_INTERVAL": 1.0,
     # Largest client frame in bytes; bigger closes with 4009.
     "MAX_FRAME_BYTES": 64 * 1024,
     # HTTP publishes per second per token (rate and burst), and per service on one worker; more

@@ -23,6 +23,56 @@ class ServiceConfig(models.Model):
         return self.name
 
 
+class StreamOptions(models.Model):
+    """An admin's stream options for one service; an empty field keeps the default (the service's
+    own, else the STREAMING setting). Saving applies them on every worker without a restart."""
+
+    class Presence(models.TextChoices):
+        OFF = "off", "off"
+        COUNT = "count", "how many follow"
+        USERS = "users", "how many and who"
+
+    service = models.CharField(max_length=100, unique=True)
+    history_max_events = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Keep at least the last N events of each stream."
+    )
+    history_min_seconds = models.FloatField(
+        null=True, blank=True, help_text="Keep every event younger than this many seconds."
+    )
+    history_max_bytes = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Drop the oldest events beyond this many bytes per stream (0 = no cap).",
+    )
+    latest = models.BooleanField(
+        null=True, blank=True, help_text="A new subscriber first gets the newest event, marked latest."
+    )
+    presence = models.CharField(
+        max_length=5, choices=Presence.choices, blank=True, help_text="Who follows a stream may be asked."
+    )
+    delta = models.BooleanField(null=True, blank=True, help_text="The service may send deltas.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["service"]
+        verbose_name = "stream options"
+        verbose_name_plural = "stream options"
+
+    def __str__(self) -> str:
+        return self.service
+
+    def values(self) -> dict[str, object]:
+        """The options this row sets (None: keep the default)."""
+        return {
+            "history_max_events": self.history_max_events,
+            "history_min_seconds": self.history_min_seconds,
+            "history_max_bytes": self.history_max_bytes,
+            "latest": self.latest,
+            "presence": self.presence or None,
+            "delta": self.delta,
+        }
+
+
 class WorkerProcess(models.Model):
     """A frontend worker process, registered at start and updated by its heartbeat."""
 

@@ -51,6 +51,26 @@ def redis_prefix(settings) -> Iterator[str]:  # noqa: F811 - pytest-django's set
     client.close()
 
 
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.services)])
+def store(request, settings):  # noqa: F811
+    """Run each test on the embedded backend and on Redis (with a per-test key prefix);
+    REDIS_URL=redis+cluster://… runs the Redis half on a Cluster."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    if request.param == "redis":
+        request.getfixturevalue("redis_prefix")
+        settings.STREAMING = {**settings.STREAMING, "REDIS_URL": REDIS_URL}
+    else:
+        settings.STREAMING = {**settings.STREAMING, "REDIS_URL": ""}
+        get_backend().reset()
+    return request.param
+
+
+@pytest.fixture
+async def worker_cleanup():
+    yield
+    await get_worker().close()
+
+
 def database_url_for_subprocess() -> str:
     """The URL of the test database pytest-django created, for server subprocesses."""
     db = settings.DATABASES["default"]

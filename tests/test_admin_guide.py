@@ -31,8 +31,10 @@ def test_every_quoted_manage_command_exists():
 
 
 def documented_env_vars() -> set[str]:
-    """The variables of the README's configuration tables."""
-    return set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)`", (ROOT / "README.md").read_text(), re.M))
+    """The variables of the README's configuration tables, and those the settings read."""
+    readme = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)`", (ROOT / "README.md").read_text(), re.M))
+    source = (ROOT / "widgetapp" / "settings.py").read_text()
+    return readme | set(re.findall(r'(?:environ\.get|environ\[|env_[a-z]+)\(?\s*"([A-Z][A-Z0-9_]+)"', source))
 
 
 def streaming_env_overrides() -> set[str]:

@@ -22,6 +22,7 @@ from streaming.client import (
     StreamClient,
     backoff_delay,
 )
+from streaming.client.streams import Stream
 from streaming.wire import protocol as p
 from streaming.wire.protocol import Position
 
@@ -342,3 +343,13 @@ async def test_a_disabled_service_suspends_the_stream_and_enabling_resumes_it(se
         await server.subscribe(ws, {"service": "notifications", "since": {"epoch": "e1", "seq": 1}}, {})
         items = await take(client, 1)
     assert items == [Event("notifications", USER_TOPIC, "e1", 2, "b")]
+
+
+async def test_the_latest_value_is_delivered_and_marked() -> None:
+    stream = Stream("load", None)
+    stream.on_subscribed({"topic": "all", "epoch": "e", "seq": 4, "recovered": False})
+    head = {"type": "event", "service": "load", "topic": "all", "epoch": "e"}
+    _, latest = stream.on_event({**head, "seq": 5, "data": {"cpu": 3}, "latest": True})
+    _, live = stream.on_event({**head, "seq": 6, "data": {"cpu": 4}})
+    assert latest == Event("load", "all", "e", 5, {"cpu": 3}, latest=True)
+    assert live is not None and not live.latest

@@ -7,33 +7,10 @@ import asyncio
 import pytest
 from asgiref.sync import sync_to_async
 
-from streaming.delivery.backend import get_backend
 from streaming.delivery.publish import apublish, publish
-from streaming.delivery.worker import get_worker
-from tests.conftest import REDIS_URL
 from tests.streaming_helpers import expect_close, make_user, open_session, recv, send, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.services)])
-def store(request, settings):
-    """Run each test on the embedded backend and on Redis (with a per-test key prefix)."""
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    if request.param == "redis":
-        request.getfixturevalue("redis_prefix")
-        # REDIS_URL=redis+cluster://… runs them on a Cluster
-        settings.STREAMING = {**settings.STREAMING, "REDIS_URL": REDIS_URL}
-    else:
-        settings.STREAMING = {**settings.STREAMING, "REDIS_URL": ""}
-        get_backend().reset()
-    return request.param
-
-
-@pytest.fixture
-async def worker_cleanup():
-    yield
-    await get_worker().close()
 
 
 async def _subscribe(comm, service="widgets", **extra):

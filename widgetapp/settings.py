@@ -66,6 +66,11 @@ MIDDLEWARE = [
 ROOT_URLCONF = "widgetapp.urls"
 ASGI_APPLICATION = "widgetapp.asgi.application"
 AUTH_USER_MODEL = "accounts.User"
+# Django's permissions, plus the object permission to view one widget (widgetapp/widgets/permissions.py).
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "widgetapp.widgets.permissions.WidgetPermissionBackend",
+]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
@@ -233,6 +238,7 @@ STREAMING: dict[str, object] = {
             "MAX_PENDING_AUTH_PER_ADDRESS": int,
             "TOKEN_EXPIRY_WARNING": float,
             "HEARTBEAT_INTERVAL": float,
+            "PRESENCE_TTL": float,
             "DRAIN_SECONDS": float,  # make serve passes it; supervisord's stopwaitsecs must exceed it
         }.items()
         if os.environ.get(f"STREAMING_{key}")

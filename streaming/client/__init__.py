@@ -2,12 +2,13 @@
 
 from streaming.client.connection import StreamClient, backoff_delay
 from streaming.client.errors import ClientClosed, ConnectionLost, ServerError
-from streaming.client.streams import Event, Reset, State, Stats
+from streaming.client.streams import Event, Followers, Reset, State, Stats
 
 __all__ = [
     "ClientClosed",
     "ConnectionLost",
     "Event",
+    "Followers",
     "Reset",
     "ServerError",
     "State",

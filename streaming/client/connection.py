@@ -17,7 +17,7 @@ from websockets.typing import Subprotocol
 
 from streaming.client.backoff import BACKOFF_BASE, BACKOFF_CAP, STABLE_AFTER, backoff_delay
 from streaming.client.errors import ClientClosed, ConnectionLost, ServerError
-from streaming.client.streams import Event, Reset, State, Stats, Stream
+from streaming.client.streams import Event, Followers, Reset, State, Stats, Stream
 from streaming.wire import protocol as p
 from streaming.wire.protocol import Position
 
@@ -133,6 +133,12 @@ class StreamClient:
         """Run a service action; returns the `data` of its `response` or raises ServerError."""
         reply = await self._call({"type": p.REQUEST, "service": service, "action": action, "data": data})
         return reply.get("data")
+
+    async def presence(self, service: str, topic: str | None = None) -> Followers:
+        """Who follows a stream now (ServerError `presence_unavailable` where the service does not say)."""
+        message = {"type": p.PRESENCE, "service": service, **({"topic": topic} if topic else {})}
+        reply = await self._call(message)
+        return Followers(reply["count"], reply.get("users"))
 
     async def ping(self) -> float:
         """Round trip to the server, in seconds."""

@@ -19,6 +19,16 @@ class Event:
     epoch: str
     seq: int
     data: Any
+    #: The newest event replayed to a new subscriber of a latest-value service, not a new change.
+    latest: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Followers:
+    """Who follows a stream: how many subscriptions, and which users when the service shares them."""
+
+    count: int
+    users: list[str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +89,8 @@ class Stream:
         elif seq > last.seq + 1:
             reset = Reset(self.service, self.topic, "gap")
         self.position = Position(epoch, seq)
-        return reset, Event(msg["service"], msg["topic"], epoch, seq, msg.get("data"))
+        latest = bool(msg.get("latest"))
+        return reset, Event(msg["service"], msg["topic"], epoch, seq, msg.get("data"), latest)
 
 
 class State(enum.StrEnum):

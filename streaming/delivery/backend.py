@@ -1,7 +1,8 @@
 """The one storage and announcement backend of this process, chosen once from settings.
 
 A backend numbers and keeps each stream's events, announces them to every worker's hub, counts
-each owner's connections across workers and remembers which session a token last closed. The
+each owner's connections across workers, knows who follows each stream (presence) and remembers
+which session a token last closed. The
 embedded default keeps all of it in this process (`memory_backend`); production keeps it in Redis
 (`redis_backend`). Callers hold a `Backend` and never ask which one it is.
 """
@@ -80,6 +81,29 @@ class Backend(ABC):
     @abstractmethod
     async def refresh_slots(self, slots: list[tuple[str, str]], ttl: float) -> None:
         """Keep these (owner, session) entries counted for another `ttl` seconds."""
+
+    # Presence: who follows each stream, across workers ----------------------------------------
+    # A member is "<session id>:<label>"; entries expire unless their worker refreshes them.
+
+    @abstractmethod
+    async def presence_join(self, key: StreamKey, member: str, ttl: float) -> None:
+        """Count `member` among the followers of `key` for `ttl` seconds."""
+
+    @abstractmethod
+    async def presence_leave(self, key: StreamKey, member: str) -> None:
+        """Stop counting `member` among the followers of `key`."""
+
+    @abstractmethod
+    async def presence_refresh(self, members: list[tuple[StreamKey, str]], ttl: float) -> None:
+        """Keep these (stream, member) entries counted for another `ttl` seconds."""
+
+    @abstractmethod
+    async def presence_version(self, key: StreamKey) -> int:
+        """A number that changes whenever the followers of `key` change (expired ones dropped first)."""
+
+    @abstractmethod
+    async def presence_members(self, key: StreamKey) -> list[str]:
+        """The live followers of `key`."""
 
     # Resume memory ---------------------------------------------------------------------------
 

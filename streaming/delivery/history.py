@@ -31,6 +31,14 @@ class Replay:
     epoch: str
     seq: int
     frames: list[tuple[int, str]] | None
+    #: Where `subscribed` places a new subscriber when not at the head: just before the newest
+    #: event, which `frames` then starts with (latest-value mode).
+    start: int | None = None
+
+    @property
+    def position(self) -> int:
+        """The seq `subscribed` announces: events after it follow."""
+        return self.seq if self.start is None else self.start
 
 
 def new_epoch() -> str:
@@ -44,6 +52,11 @@ def frame_head(service: str, topic: str) -> str:
 
 def build_frame(head: str, epoch: str, seq: int, data_json: str) -> str:
     return f'{head}"{epoch}","seq":{seq},"data":{data_json}}}'
+
+
+def mark_latest(frame: bytes) -> bytes:
+    """The event frame marked as the newest value replayed to a new subscriber (`"latest": true`)."""
+    return frame[:-1] + b',"latest":true}'
 
 
 def replay_from(

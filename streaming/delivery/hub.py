@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from streaming.delivery.backend import Backend
-from streaming.delivery.history import Replay, StreamKey
+from streaming.delivery.history import Replay, StreamKey, mark_latest
+from streaming.delivery.presence import Presence
 from streaming.server.writer import ws_text_frame
 from streaming.wire import messages
 from streaming.wire.protocol import Position
@@ -63,14 +64,17 @@ class Hub:
         self.deliveries = 0
         #: Per service: [events received, frames delivered] by this worker since it started.
         self.per_service: dict[str, list[int]] = {}
+        #: Who follows the streams of services that share presence (joined by the sessions layer).
+        self.presence = Presence(backend)
 
     # Subscribing -----------------------------------------------------------------------------
 
     async def subscribe(
-        self, sub: Subscriber, key: StreamKey, since_epoch: str | None, since_seq: int
+        self, sub: Subscriber, key: StreamKey, since_epoch: str | None, since_seq: int, latest: bool = False
     ) -> tuple[Replay, bool]:
         """Join `key`; returns the replay answered to the client and whether it was recovered.
 
+        With `latest` and no `since_epoch`, the replay starts with the newest event (marked).
         The caller sends `subscribed` and then calls `finish_join`, without awaiting in between.
         """
         stream = self.streams.get(key)
@@ -81,7 +85,17 @@ class Hub:
         await stream.ready.wait()
         replay = await self.backend.replay(key, since_epoch, since_seq)
         recovered = since_epoch is not None and replay.frames is not None
+        if latest and since_epoch is None and replay.seq > 0:
+            replay = await self._with_latest(key, replay)
         return replay, recovered
+
+    async def _with_latest(self, key: StreamKey, head: Replay) -> Replay:
+        """The head preceded by its newest event, marked; the head alone if history no longer has it."""
+        found = await self.backend.replay(key, head.epoch, head.seq - 1)
+        if not found.frames:
+            return head
+        (seq, payload), *rest = found.frames
+        return Replay(found.epoch, found.seq, [(seq, mark_latest(payload)), *rest], start=seq - 1)
 
     def finish_join(self, sub: Subscriber, key: StreamKey, replay: Replay) -> None:
         """Send the replayed frames, then the live ones buffered meanwhile, then go live."""
@@ -101,6 +115,7 @@ class Hub:
             stream.subscribers[sub] = None
 
     async def unsubscribe(self, sub: Subscriber, key: StreamKey) -> None:
+        await self.presence.leave(sub, key)
         stream = self.streams.get(key)
         if stream is None:
             return

@@ -27,6 +27,7 @@ from streaming.delivery.history import (
     new_epoch,
     replay_from,
 )
+from streaming.delivery.options import stream_options
 
 if TYPE_CHECKING:
     from streaming.delivery.hub import Hub
@@ -35,12 +36,14 @@ logger = logging.getLogger(__name__)
 
 
 class _MemoryLog:
-    __slots__ = ("epoch", "seq", "events")
+    __slots__ = ("epoch", "seq", "events", "bytes")
 
     def __init__(self) -> None:
         self.epoch = new_epoch()
         self.seq = 0
-        self.events: deque[tuple[int, float, str]] = deque()
+        #: (seq, monotonic time, frame, frame bytes)
+        self.events: deque[tuple[int, float, str, int]] = deque()
+        self.bytes = 0
 
 
 class MemoryBackend(Backend):
@@ -55,6 +58,8 @@ class MemoryBackend(Backend):
         self._local_server: asyncio.AbstractServer | None = None
         self._slots: dict[str, dict[str, float]] = {}
         self._closed: dict[str, tuple[float, str]] = {}
+        self._presence: dict[StreamKey, dict[str, float]] = {}
+        self._presence_versions: dict[StreamKey, int] = {}
 
     def _log(self, key: StreamKey) -> _MemoryLog:
         log = self._logs.get(key)
@@ -83,18 +88,25 @@ class MemoryBackend(Backend):
             log.seq += 1
             frame = build_frame(frame_head(*key), log.epoch, log.seq, data_json)
             now = time.monotonic()
-            log.events.append((log.seq, now, frame))
-            self._trim(log, now)
+            size = len(frame.encode())
+            log.events.append((log.seq, now, frame, size))
+            log.bytes += size
+            self._trim(log, now, key[0])
             return Appended(log.epoch, log.seq, frame)
 
     @staticmethod
-    def _trim(log: _MemoryLog, now: float) -> None:
-        keep = streaming_settings.HISTORY_MAX_EVENTS
-        min_age = streaming_settings.HISTORY_MIN_SECONDS
+    def _trim(log: _MemoryLog, now: float, service: str) -> None:
+        options = stream_options(service)
+        keep, min_age = options.history_max_events, options.history_min_seconds
+        cap = options.history_max_bytes or float("inf")
         hard = streaming_settings.HISTORY_HARD_MAX_EVENTS
         events = log.events
-        while len(events) > hard or (len(events) > keep and now - events[0][1] >= min_age):
-            events.popleft()
+        while (
+            len(events) > hard
+            or (len(events) > keep and now - events[0][1] >= min_age)
+            or (len(events) > 1 and log.bytes > cap)  # the newest event always stays
+        ):
+            log.bytes -= events.popleft()[3]
 
     def head(self, key: StreamKey) -> tuple[str, int]:
         with self._lock:
@@ -106,7 +118,7 @@ class MemoryBackend(Backend):
             log = self._log(key)
             if since_epoch is None:
                 return Replay(log.epoch, log.seq, None)
-            frames = [(seq, frame.encode()) for seq, _, frame in log.events if seq > since_seq]
+            frames = [(seq, frame.encode()) for seq, _, frame, _ in log.events if seq > since_seq]
             return replay_from(log.epoch, log.seq, since_epoch, since_seq, frames)
 
     def reset(self) -> None:
@@ -149,7 +161,7 @@ class MemoryBackend(Backend):
     async def unlisten(self, key: StreamKey) -> None:
         return None
 
-    # Slots and resume memory -----------------------------------------------------------------
+    # Slots ----------------------------------------------------------------------------------------
 
     async def take_slot(self, owner: str, session_id: str, cap: int, ttl: float) -> bool:
         now = time.time()
@@ -168,6 +180,42 @@ class MemoryBackend(Backend):
         expiry = time.time() + ttl
         for owner, session_id in slots:
             self._slots.setdefault(owner, {})[session_id] = expiry
+
+    # Presence --------------------------------------------------------------------------------
+
+    def _changed(self, key: StreamKey) -> None:
+        self._presence_versions[key] = self._presence_versions.get(key, 0) + 1
+
+    async def presence_join(self, key: StreamKey, member: str, ttl: float) -> None:
+        members = self._presence.setdefault(key, {})
+        if member not in members:
+            self._changed(key)
+        members[member] = time.time() + ttl
+
+    async def presence_leave(self, key: StreamKey, member: str) -> None:
+        if self._presence.get(key, {}).pop(member, None) is not None:
+            self._changed(key)
+
+    async def presence_refresh(self, members: list[tuple[StreamKey, str]], ttl: float) -> None:
+        expiry = time.time() + ttl
+        for key, member in members:
+            self._presence.setdefault(key, {})[member] = expiry
+
+    async def presence_version(self, key: StreamKey) -> int:
+        members = self._presence.get(key, {})
+        now = time.time()
+        gone = [member for member, expiry in members.items() if expiry <= now]
+        for member in gone:
+            del members[member]
+        if gone:
+            self._changed(key)
+        return self._presence_versions.get(key, 0)
+
+    async def presence_members(self, key: StreamKey) -> list[str]:
+        await self.presence_version(key)
+        return list(self._presence.get(key, {}))
+
+    # Resume memory ---------------------------------------------------------------------------
 
     async def remember_closed(self, checksum: str, session_id: str) -> None:
         self._closed[checksum] = (time.monotonic(), session_id)

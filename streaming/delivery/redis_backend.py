@@ -13,9 +13,12 @@ that reloaded older data — starts a new epoch, and clients refetch instead of 
 
 Keys per stream (service, topic), under the configured prefix; the `{service:topic}` hash tag puts
 all three in one Cluster slot, so the scripts run on one shard:
-  <prefix>:meta:{<service>:<topic>}  hash {epoch, seq, rid}
-  <prefix>:hist:{<service>:<topic>}  Redis Stream, entry id "<seq>-0", fields f=frame, t=ms
+  <prefix>:meta:{<service>:<topic>}  hash {epoch, seq, rid, bytes}
+  <prefix>:hist:{<service>:<topic>}  Redis Stream, entry id "<seq>-0", fields f=frame, t=ms,
+                                     c=bytes of every frame appended so far, this one included
   <prefix>:chan:{<service>:<topic>}  (sharded) pub/sub channel, message "<epoch>:<seq>:<frame>"
+  <prefix>:presence:{<service>:<topic>}  sorted set of followers "<session>:<label>" -> expiry
+  <prefix>:presv:{<service>:<topic>}  counter bumped whenever those followers change
   <prefix>:conns:<owner>           sorted set of the owner's sessions -> expiry (connections per user)
   <prefix>:lastsession:<checksum>  the session last closed with a token (resume memory)
 """
@@ -34,6 +37,7 @@ from streaming.conf import streaming_settings
 from streaming.delivery import redis_clients
 from streaming.delivery.backend import RESUME_MEMORY_SECONDS, Backend
 from streaming.delivery.history import Appended, Replay, StreamKey, frame_head, new_epoch, replay_from
+from streaming.delivery.options import stream_options
 from streaming.delivery.redis_feed import ChannelFeed, ShardedFeed
 from streaming.delivery.redis_topology import TopologyWatch, observe
 
@@ -54,16 +58,18 @@ end
 """
 
 # KEYS: meta, hist, chan. ARGV: frame head, data json, new epoch, keep, min age ms, hard cap,
-# announcing command (PUBLISH, SPUBLISH on a Cluster, or "" for none).
+# announcing command (PUBLISH, SPUBLISH on a Cluster, or "" for none), byte cap (0 = none). The byte
+# cap drops at most 16 of the oldest events per append, never the newest.
 APPEND_SCRIPT = (
     EPOCH_GUARD
     + """
 local epoch = guard(ARGV[3])
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local frame = ARGV[1] .. '"' .. epoch .. '","seq":' .. seq .. ',"data":' .. ARGV[2] .. '}'
+local total = redis.call('HINCRBY', KEYS[1], 'bytes', #frame)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('XADD', KEYS[2], seq .. '-0', 'f', frame, 't', now)
+redis.call('XADD', KEYS[2], seq .. '-0', 'f', frame, 't', now, 'c', total)
 local keep, min_age, hard = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local len = redis.call('XLEN', KEYS[2])
 if len > hard then
@@ -75,6 +81,16 @@ while len > keep and n < 4 do
   local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
   if now - tonumber(oldest[1][2][4]) < min_age then break end
   redis.call('XDEL', KEYS[2], oldest[1][1])
+  len = len - 1
+  n = n + 1
+end
+local cap = tonumber(ARGV[8])
+n = 0
+while cap > 0 and len > 1 and n < 16 do
+  local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
+  local c = tonumber(oldest[2][6])
+  if not c or total - c + #oldest[2][2] <= cap then break end
+  redis.call('XDEL', KEYS[2], oldest[1])
   len = len - 1
   n = n + 1
 end
@@ -110,6 +126,27 @@ if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
 redis.call('EXPIRE', KEYS[1], math.ceil(ARGV[2] - ARGV[1]) + 1)
 return 1
+"""
+
+
+# KEYS: followers, version. ARGV: member, expiry, seconds to keep the keys.
+PRESENCE_JOIN_SCRIPT = """
+if redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1]) == 1 then redis.call('INCR', KEYS[2]) end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+"""
+
+# KEYS: followers, version. ARGV: member.
+PRESENCE_LEAVE_SCRIPT = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then redis.call('INCR', KEYS[2]) end
+"""
+
+# KEYS: followers, version. ARGV: now. Drops expired followers (a killed worker's) and answers the version.
+PRESENCE_VERSION_SCRIPT = """
+if redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1]) > 0 then
+  return redis.call('INCR', KEYS[2])
+end
+return tonumber(redis.call('GET', KEYS[2]) or '0')
 """
 
 
@@ -159,15 +196,16 @@ class RedisBackend(Backend):
     # Events ----------------------------------------------------------------------------------
 
     def _append_args(self, key: StreamKey, data_json: str, announce: bool = True) -> list[Any]:
-        s = streaming_settings
+        options = stream_options(key[0])
         return [
             frame_head(*key),
             data_json,
             new_epoch(),
-            s.HISTORY_MAX_EVENTS,
-            int(s.HISTORY_MIN_SECONDS * 1000),
-            s.HISTORY_HARD_MAX_EVENTS,
+            options.history_max_events,
+            int(options.history_min_seconds * 1000),
+            streaming_settings.HISTORY_HARD_MAX_EVENTS,
             self.announce if announce else "",
+            options.history_max_bytes,
         ]
 
     def append(self, key: StreamKey, data_json: str, *, announce: bool = True) -> Appended:
@@ -215,7 +253,7 @@ class RedisBackend(Backend):
         """This worker's announcement feed, once a hub is attached."""
         return self._feed
 
-    # Slots and resume memory -----------------------------------------------------------------
+    # Slots ----------------------------------------------------------------------------------------
 
     def _slot_key(self, owner: str) -> str:
         return f"{self.prefix}:conns:{owner}"
@@ -237,6 +275,40 @@ class RedisBackend(Backend):
                 pipe.zadd(self._slot_key(owner), {session_id: expiry})
                 pipe.expire(self._slot_key(owner), int(ttl) + 1)
             await pipe.execute()
+
+    # Presence --------------------------------------------------------------------------------
+
+    def _presence_keys(self, key: StreamKey) -> list[str]:
+        service, topic = key
+        return [f"{self.prefix}:{kind}:{{{service}:{topic}}}" for kind in ("presence", "presv")]
+
+    async def presence_join(self, key: StreamKey, member: str, ttl: float) -> None:
+        expiry = time.time() + ttl
+        await self.client.eval(
+            PRESENCE_JOIN_SCRIPT, 2, *self._presence_keys(key), member, expiry, int(ttl) + 1
+        )
+
+    async def presence_leave(self, key: StreamKey, member: str) -> None:
+        await self.client.eval(PRESENCE_LEAVE_SCRIPT, 2, *self._presence_keys(key), member)
+
+    async def presence_refresh(self, members: list[tuple[StreamKey, str]], ttl: float) -> None:
+        expiry = time.time() + ttl
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key, member in members:
+                followers, version = self._presence_keys(key)
+                pipe.zadd(followers, {member: expiry})
+                pipe.expire(followers, int(ttl) + 1)
+                pipe.expire(version, int(ttl) + 1)
+            await pipe.execute()
+
+    async def presence_version(self, key: StreamKey) -> int:
+        return int(await self.client.eval(PRESENCE_VERSION_SCRIPT, 2, *self._presence_keys(key), time.time()))
+
+    async def presence_members(self, key: StreamKey) -> list[str]:
+        found = await self.client.zrangebyscore(self._presence_keys(key)[0], time.time(), "+inf")
+        return [_text(member) for member in found]
+
+    # Resume memory ---------------------------------------------------------------------------
 
     def _resume_key(self, checksum: str) -> str:
         return f"{self.prefix}:lastsession:{checksum}"

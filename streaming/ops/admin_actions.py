@@ -1,4 +1,4 @@
-"""The admin's levers on live load: disconnect sessions, drain a worker, switch services, reload limits.
+"""The admin's levers: disconnect sessions, drain a worker, switch services, reload limits and options.
 
 Each lever writes an audit entry and reaches every worker through the control bus after commit,
 so it takes effect live (within the control bus latency, well under 2 s).
@@ -53,6 +53,12 @@ def services_switch(*, names: Iterable[str], enabled: bool, user: Any) -> int:
 def limits_reload(*, user: Any, detail: str) -> None:
     """Every worker re-reads the limit overrides (the `limits` op of streaming.sessions.limits)."""
     _after_commit("limits")
+    admin_action_audit(user=user, detail=detail)
+
+
+def stream_options_reload(*, user: Any, detail: str) -> None:
+    """Every worker re-reads the per-service stream options (the `options` control operation)."""
+    _after_commit("options")
     admin_action_audit(user=user, detail=detail)
 
 

@@ -10,7 +10,8 @@ from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from streaming.models import AuditEntry, StreamSession, WorkerProcess
+from streaming.delivery.options import resolve
+from streaming.models import AuditEntry, StreamOptions, StreamSession, WorkerProcess
 from streaming.ops.units import format_bytes, format_duration, format_number, format_percent, format_rate
 
 #: Characters of a session id shown in lists (the whole id is in the cell's title).
@@ -102,3 +103,13 @@ def heartbeat(obj: WorkerProcess) -> str:
 @admin.display(description="session", ordering="session_id")
 def audit_session(obj: AuditEntry) -> SafeString:
     return session_id_cell(obj.session_id)
+
+
+@admin.display(description="in force")
+def options_in_force(obj: StreamOptions) -> str:
+    """The service's options with this row applied: history, latest value, presence, deltas."""
+    o = resolve(obj.service, obj.values())
+    cap = format_bytes(o.history_max_bytes) if o.history_max_bytes else "no byte cap"
+    history = f"history {o.history_max_events} events / {format_duration(o.history_min_seconds)} / {cap}"
+    flags = [name for name, on in (("latest value", o.latest), ("deltas", o.delta)) if on]
+    return " · ".join([history, f"presence {o.presence}", *flags])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -31,6 +32,51 @@ class Principal:
         return f"publish:{service}" in self.scopes
 
 
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A topic as its family parsed it: `widget:42` is family "widget" with argument "42"."""
+
+    family: str
+    arg: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.family}:{self.arg}" if self.arg else self.family
+
+
+#: Whether a principal may follow a topic. Runs in a thread, so it may use the ORM and Django's
+#: permissions (`user.has_perm(perm, obj)`, a queryset filter): the rules the views use.
+Authorize = Callable[[Principal, Topic], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicFamily:
+    """Topics of one kind: the fixed topic `name`, or `name:<arg>` when `arg` (a regex) is given."""
+
+    name: str
+    #: Regular expression the argument must match in full; None for a fixed topic.
+    arg: str | None = None
+    #: What the argument is, as documentation and error messages name it (`widget:<id>`).
+    arg_name: str = "arg"
+    #: Who may follow; None: whoever may use the service.
+    authorize: Authorize | None = None
+
+    @property
+    def pattern(self) -> str:
+        return self.name if self.arg is None else f"{self.name}:<{self.arg_name}>"
+
+    def parse(self, topic: str) -> Topic | None:
+        """The topic if it is of this family (a malformed argument is a bad request), else None."""
+        if self.arg is None:
+            return Topic(self.name) if topic == self.name else None
+        family, colon, arg = topic.partition(":")
+        if family != self.name or not colon:
+            return None
+        if re.fullmatch(self.arg, arg) is None:
+            raise ProtocolError(BAD_REQUEST, f"Malformed topic {topic[:60]!r}: expected {self.pattern}.")
+        return Topic(family, arg)
+
+
 class Service:
     """Base class of a streamed service. Subclasses set `name` and override the hooks they need."""
 
@@ -45,14 +91,39 @@ class Service:
     #: Whether the HTTP publish API may publish here. False: events come only from the service's
     #: own domain code (`publish()` in-process), whoever holds `publish:<name>`.
     http_publish: ClassVar[bool] = True
+    #: Topic families the service accepts (e.g. `all` and `widget:<id>`), each with its own
+    #: authorisation; empty: `topic_for` alone decides.
+    topic_families: ClassVar[tuple[TopicFamily, ...]] = ()
+    #: This service's defaults of the stream options (`streaming.delivery.options`), over STREAMING's.
+    stream_defaults: ClassVar[Mapping[str, Any]] = {}
 
     def topic_for(self, principal: Principal, topic: str | None) -> str:
         """The topic a principal may follow for `topic`; raise ProtocolError otherwise."""
+        if self.topic_families:
+            return self._parse(topic or self.default_topic)[1].name
         if self.single_topic and topic not in (None, self.default_topic):
             raise ProtocolError(
                 BAD_REQUEST, f"The {self.name} service has one topic, {self.default_topic!r}."
             )
         return topic or self.default_topic
+
+    def _parse(self, topic: str) -> tuple[TopicFamily, Topic]:
+        for family in self.topic_families:
+            parsed = family.parse(topic)
+            if parsed is not None:
+                return family, parsed
+        known = ", ".join(family.pattern for family in self.topic_families)
+        raise ProtocolError(BAD_REQUEST, f"Unknown topic {topic[:60]!r}; {self.name} has {known}.")
+
+    def topic_check(self, topic: str) -> Callable[[Principal], bool] | None:
+        """The authorisation to run (in a thread) before following `topic`; None when there is none."""
+        if not self.topic_families:
+            return None
+        family, parsed = self._parse(topic)
+        authorize = family.authorize
+        if authorize is None:
+            return None
+        return lambda principal: authorize(principal, parsed)
 
     def check_access(self, principal: Principal) -> None:
         if self.staff_only and not principal.is_staff:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Container
 
+from channels.db import database_sync_to_async
+
 from streaming import services
 from streaming.delivery.history import StreamKey
 from streaming.services import Principal, Service
@@ -50,6 +52,18 @@ def stream_key(
     except ProtocolError as exc:
         exc.msg_id = msg_id
         raise
+
+
+async def followable_key(
+    principal: Principal, service: Service, topic: str | None, msg_id: str | int | None
+) -> StreamKey:
+    """The stream `topic` names, once its family's authorisation (run in a thread: it may use the
+    ORM) allows this principal; ProtocolError (bad_request, forbidden) otherwise."""
+    key = stream_key(principal, service, topic, msg_id)
+    check = service.topic_check(key[1])
+    if check is not None and not await database_sync_to_async(check)(principal):
+        raise ProtocolError(FORBIDDEN, f"You may not follow {key[0]}/{key[1][:60]}.", msg_id)
+    return key
 
 
 def subscribed_key(

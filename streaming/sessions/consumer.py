@@ -12,10 +12,11 @@ from channels.exceptions import StopConsumer
 
 from streaming.bus import audit
 from streaming.conf import streaming_settings
+from streaming.delivery.options import stream_options
 from streaming.delivery.worker import get_worker
 from streaming.server import daphne
 from streaming.server.writer import make_writer
-from streaming.sessions import access, lifecycle, limits, pending, subscriptions
+from streaming.sessions import access, lifecycle, limits, pending, presence, subscriptions
 from streaming.sessions.auth import AuthError, Grant, cached_grant, verify_token
 from streaming.sessions.connection import Connection, iso
 from streaming.sessions.handshake import Handshake, HandshakeError
@@ -228,13 +229,17 @@ class StreamConsumer(AsyncConsumer):
         except ProtocolError as refused:
             subscriptions.remember_refused(conn, msg, refused)
             raise
-        key = access.stream_key(conn.principal, service, msg.topic, msg.id)
+        key = await access.followable_key(conn.principal, service, msg.topic, msg.id)
         if key in conn.subscriptions:
             raise ProtocolError(p.BAD_REQUEST, f"Already subscribed to {key[0]}/{key[1]}.", msg.id)
         cap = int(limits.effective("MAX_SUBSCRIPTIONS", conn, service=service.name))
         if len(conn.subscriptions) >= cap:
             raise ProtocolError(p.TOO_MANY_SUBSCRIPTIONS, f"At most {cap} subscriptions.", msg.id)
-        await subscriptions.join(self.worker, conn, key, msg.since, msg.id)
+        if msg.presence:
+            presence.shared(service.name, msg.id)
+        latest = stream_options(service.name).latest
+        await subscriptions.join(self.worker, conn, key, msg.since, msg.id, latest=latest)
+        await presence.follow(self.worker, conn, key, msg.presence)
 
     async def on_unsubscribe(self, msg: ClientMessage) -> None:
         conn = self.conn
@@ -256,6 +261,13 @@ class StreamConsumer(AsyncConsumer):
             exc.msg_id = msg.id
             raise
         self._send(messages.response(service.name, msg.action, data, msg.id))
+
+    async def on_presence(self, msg: ClientMessage) -> None:
+        conn = self.conn
+        assert conn is not None and msg.service is not None
+        service = access.resolve(conn.principal, msg.service, msg.id)
+        key = await access.followable_key(conn.principal, service, msg.topic, msg.id)
+        self._send(await presence.answer(self.worker, key, msg.id))
 
     def _send(self, message: Any) -> None:
         assert self.conn is not None

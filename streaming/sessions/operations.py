@@ -2,7 +2,7 @@
 
 close (by token, user or session), forget (a rotated token's cached grant), service
 (enable/disable), recheck (re-verify tokens after an approval change), limits (reload overrides),
-drain (this worker leaves).
+options (reload stream options), drain (this worker leaves).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from channels.db import database_sync_to_async
 from streaming.bus import audit
 from streaming.bus.control import operation
 from streaming.conf import streaming_settings
+from streaming.delivery import options
 from streaming.delivery.worker import Worker
-from streaming.models import ServiceConfig
+from streaming.models import ServiceConfig, StreamOptions
 from streaming.sessions import access, auth, drain, limits
 from streaming.sessions.connection import Connection
 from streaming.sessions.subscriptions import drop_disallowed, resume_service
@@ -111,6 +112,20 @@ async def reload_limits(worker: Worker, fields: dict[str, Any]) -> None:
     await limits.load(worker)
 
 
+@operation("options")
+async def reload_options(worker: Worker, fields: dict[str, Any]) -> None:
+    await load_stream_options()
+
+
+def stream_options_rows() -> dict[str, dict[str, object]]:
+    """The admin's stream options, by service."""
+    return {row.service: row.values() for row in StreamOptions.objects.all()}
+
+
+async def load_stream_options() -> None:
+    options.set_rows(await database_sync_to_async(stream_options_rows)())
+
+
 @operation("drain")
 def drain_worker(worker: Worker, fields: dict[str, Any]) -> None:
     """From the admin or the command line: `broadcast("drain", worker_id=...)` drains that worker only."""
@@ -127,6 +142,7 @@ async def load_disabled_services() -> None:
 
 
 def start(worker: Worker) -> None:
-    """Worker start: load the disabled services and the limit overrides, keep slots fresh."""
+    """Worker start: load the disabled services, the limit overrides and the stream options."""
     worker.spawn(load_disabled_services())
     worker.spawn(limits.load(worker))
+    worker.spawn(load_stream_options())

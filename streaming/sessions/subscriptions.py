@@ -18,15 +18,21 @@ from streaming.wire.protocol import ClientMessage, ProtocolError
 
 
 async def join(
-    worker: Worker, conn: Connection, key: StreamKey, since: p.Position | None, msg_id: str | int | None
+    worker: Worker,
+    conn: Connection,
+    key: StreamKey,
+    since: p.Position | None,
+    msg_id: str | int | None,
+    *,
+    latest: bool = False,
 ) -> None:
-    """Follow `key` from `since` (or from now): reply `subscribed`, replay what was missed, go live."""
+    """Follow `key` from `since` (or from now; with `latest`, from its newest event): reply
+    `subscribed`, replay what was missed, go live."""
     hub = worker.hub
     conn.subscriptions[key] = None
     try:
-        replay, recovered = await hub.subscribe(
-            conn, key, since.epoch if since else None, since.seq if since else 0
-        )
+        epoch, seq = (since.epoch, since.seq) if since else (None, 0)
+        replay, recovered = await hub.subscribe(conn, key, epoch, seq, latest)
         if recovered:
             await lifecycle.note_resume(worker, conn)
     except BaseException:
@@ -36,7 +42,7 @@ async def join(
     if conn.closing or key not in conn.subscriptions:
         await hub.unsubscribe(conn, key)
         return
-    conn.send_message(messages.subscribed(key[0], key[1], replay.epoch, replay.seq, recovered, msg_id))
+    conn.send_message(messages.subscribed(key[0], key[1], replay.epoch, replay.position, recovered, msg_id))
     hub.finish_join(conn, key, replay)
 
 

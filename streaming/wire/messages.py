@@ -80,6 +80,22 @@ class Event(TypedDict):
     data: Any
 
 
+class Presence(TypedDict):
+    """Who follows a stream: the answer to a `presence` request (`users`) or a diff (`joined`, `left`).
+
+    `users`, `joined` and `left` are present only when the service shares who follows, not just how many.
+    """
+
+    type: Literal["presence"]
+    service: str
+    topic: str
+    count: int
+    users: NotRequired[list[str]]
+    joined: NotRequired[list[str]]
+    left: NotRequired[list[str]]
+    id: NotRequired[str | int]
+
+
 class Pong(TypedDict):
     type: Literal["pong"]
     id: NotRequired[str | int]
@@ -143,6 +159,22 @@ def token_expiring(expires_at: str, expires_in: int) -> TokenExpiring:
     return {"type": "token_expiring", "expires_at": expires_at, "expires_in": expires_in}
 
 
+def presence(service: str, topic: str, count: int, users: list[str] | None, msg_id: MsgId = None) -> Presence:
+    msg = Presence(type="presence", service=service, topic=topic, count=count)
+    if users is not None:
+        msg["users"] = users
+    return _with_id(msg, msg_id)
+
+
+def presence_diff(
+    service: str, topic: str, count: int, joined: list[str] | None, left: list[str] | None
+) -> Presence:
+    msg = Presence(type="presence", service=service, topic=topic, count=count)
+    if joined is not None and left is not None:
+        msg["joined"], msg["left"] = joined, left
+    return msg
+
+
 def pong(msg_id: MsgId = None) -> Pong:
     return _with_id(Pong(type="pong"), msg_id)
 
@@ -160,4 +192,5 @@ SERVER_TYPES = (
     p.TOKEN_EXPIRING,
     p.PONG,
     p.PING,
+    p.PRESENCE,
 )

@@ -22,7 +22,8 @@ REQUEST = "request"
 PING = "ping"
 PONG = "pong"
 AUTH = "auth"
-CLIENT_TYPES = frozenset({SUBSCRIBE, UNSUBSCRIBE, REQUEST, PING, PONG, AUTH})
+PRESENCE = "presence"  # also the server's answer and its join/leave diffs
+CLIENT_TYPES = frozenset({SUBSCRIBE, UNSUBSCRIBE, REQUEST, PING, PONG, AUTH, PRESENCE})
 
 # Server -> client message types.
 WELCOME = "welcome"
@@ -44,6 +45,7 @@ RATE_LIMITED = "rate_limited"
 TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
 SERVICE_DISABLED = "service_disabled"
 INTERNAL_ERROR = "internal_error"
+PRESENCE_UNAVAILABLE = "presence_unavailable"  # the service does not share who follows its streams
 # Publish API only (HTTP)
 UNAUTHENTICATED = "unauthenticated"
 TOO_LARGE = "too_large"
@@ -95,6 +97,8 @@ class ClientMessage:
     action: str | None = None
     data: Any = None
     token: str | None = None
+    #: `subscribe` only: also send this stream's join/leave diffs (`presence` messages).
+    presence: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -136,6 +140,13 @@ def _since(obj: dict[str, Any], msg_id: str | int | None) -> Position | None:
     return Position(epoch=epoch, seq=seq)
 
 
+def _flag(obj: dict[str, Any], key: str, msg_id: str | int | None) -> bool:
+    value = obj.get(key, False)
+    if not isinstance(value, bool):
+        raise ProtocolError(BAD_REQUEST, f"'{key}' must be true or false.", msg_id)
+    return value
+
+
 def decode(text: str) -> ClientMessage:
     """Decode and validate one client text frame, or raise ProtocolError."""
     try:
@@ -151,11 +162,12 @@ def decode(text: str) -> ClientMessage:
     if kind not in CLIENT_TYPES:
         raise ProtocolError(BAD_REQUEST, f"Unknown message type {kind[:40]!r}.", msg_id)
     msg = ClientMessage(type=kind, id=msg_id)
-    if kind in (SUBSCRIBE, UNSUBSCRIBE, REQUEST):
+    if kind in (SUBSCRIBE, UNSUBSCRIBE, REQUEST, PRESENCE):
         msg.service = _name(obj, "service", msg_id, required=True)
         msg.topic = _name(obj, "topic", msg_id, required=False)
     if kind == SUBSCRIBE:
         msg.since = _since(obj, msg_id)
+        msg.presence = _flag(obj, "presence", msg_id)
     elif kind == REQUEST:
         msg.action = _name(obj, "action", msg_id, required=True)
         msg.data = obj.get("data")

@@ -10,3 +10,4 @@ class WidgetAdmin(admin.ModelAdmin):
     list_display = ["name", "colour", "quantity", "updated_at"]
     search_fields = ["name"]
     list_filter = ["colour"]
+    autocomplete_fields = ["viewers"]

@@ -23,6 +23,17 @@ def widget_data(widget: Widget) -> dict[str, Any]:
     }
 
 
+def widget_topic(widget_id: int) -> str:
+    return f"widget:{widget_id}"
+
+
 def publish_change(action: str, widget: Widget) -> None:
+    """After commit: the change on the `all` stream and on the widget's own, each with its own seq."""
     data = {"action": action, "widget": widget_data(widget)}
-    transaction.on_commit(lambda: publish("widgets", data))
+    topic = widget_topic(widget.pk)
+
+    def send() -> None:
+        publish("widgets", data)
+        publish("widgets", data, topic=topic)
+
+    transaction.on_commit(send)

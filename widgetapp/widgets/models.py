@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 
 
@@ -35,6 +36,12 @@ class Widget(models.Model):
     quantity = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    viewers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="viewable_widgets",
+        help_text="Users who may view this widget and follow its own stream (staff always may).",
+    )
 
     objects = WidgetQuerySet.as_manager()
 

@@ -6,21 +6,33 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
+from accounts.models import User
 from streaming.delivery.publish import ahead
-from streaming.services import Principal, Service, register
+from streaming.services import Principal, Service, Topic, TopicFamily, register
 from widgetapp.widgets.events import widget_data
 from widgetapp.widgets.models import Widget
+from widgetapp.widgets.permissions import VIEW_WIDGET
 
 
 def widgets_snapshot() -> list[dict[str, Any]]:
     return [widget_data(widget) for widget in Widget.objects.all()]
 
 
+def may_view_widget(principal: Principal, topic: Topic) -> bool:
+    """`widget:<id>`: the token's user has the `widgets.view_widget` permission on that widget."""
+    user = User.objects.filter(pk=principal.user_id).first() if principal.user_id is not None else None
+    widget = Widget.objects.filter(pk=int(topic.arg)).first()
+    return user is not None and widget is not None and user.has_perm(VIEW_WIDGET, widget)
+
+
 @register
 class WidgetsService(Service):
     name = "widgets"
-    description = "Live changes to Widget records."
-    single_topic = True
+    description = "Live changes to Widget records: all of them, or one widget."
+    topic_families = (
+        TopicFamily("all"),
+        TopicFamily("widget", arg=r"[1-9][0-9]{0,17}", arg_name="id", authorize=may_view_widget),
+    )
     # Widget events come from the Widget model's own code only: a row the page cannot render
     # (or one that does not exist) must never reach live tables from outside.
     http_publish = False

@@ -8,8 +8,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from streaming.conf import streaming_settings
+from streaming.delivery import options
 from streaming.delivery.backend import get_backend
 from streaming.delivery.publish import publish
+from streaming.sessions.operations import stream_options_rows
 from streaming.wire.protocol import ProtocolError
 
 
@@ -21,11 +23,12 @@ class Command(BaseCommand):
         parser.add_argument("data", help="The event data as JSON.")
         parser.add_argument("--topic", default=None)
 
-    def handle(self, *args: Any, service: str, data: str, topic: str | None, **options: Any) -> None:
+    def handle(self, *args: Any, service: str, data: str, topic: str | None, **_: Any) -> None:
         try:
             payload = json.loads(data)
         except ValueError as exc:
             raise CommandError(f"DATA is not valid JSON: {exc}") from None
+        options.set_rows(stream_options_rows())  # this process has no worker to load the admin's retention
         if not get_backend().reaches_subscribers():
             raise CommandError(
                 "No server would deliver this event: without REDIS_URL, events from other processes go "

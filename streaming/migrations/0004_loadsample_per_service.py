@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('streaming', '0002_records'),
+        ('streaming', '0003_stream_options'),
     ]
 
     operations = [
