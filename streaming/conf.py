@@ -20,6 +20,10 @@ DEFAULTS: dict[str, Any] = {
     "ALLOWED_ORIGINS": ["http://127.0.0.1:8000", "http://localhost:8000"],
     # Accept ?access_token= on the websocket URL. Off: URLs end up in logs.
     "ALLOW_QUERY_STRING_TOKEN": False,
+    # Services whose events may be sent as deltas to subscribers that ask for `"delta": "fossil"`.
+    "DELTA_SERVICES": ["widgets", "load"],
+    # Seconds an SSE ticket (from POST /sse/ticket/) may be used for, once, to open /sse/stream/.
+    "SSE_TICKET_SECONDS": 30,
     # Seconds a client has to send its first `auth` message.
     "AUTH_TIMEOUT": 10.0,
     # Seconds between server heartbeats (`ping` sent by the server; the client answers `pong`).

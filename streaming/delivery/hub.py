@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from streaming.delivery.backend import Backend
+from streaming.delivery.deltas import Deltas
 from streaming.delivery.history import Replay, StreamKey
 from streaming.server.writer import ws_text_frame
 from streaming.wire import messages
@@ -33,7 +34,18 @@ class Subscriber(Protocol):
 class Stream:
     """One followed stream in this worker: position, subscribers, and joiners being caught up."""
 
-    __slots__ = ("key", "epoch", "seq", "subscribers", "joining", "ahead", "filling", "backlog", "ready")
+    __slots__ = (
+        "key",
+        "epoch",
+        "seq",
+        "subscribers",
+        "joining",
+        "ahead",
+        "filling",
+        "backlog",
+        "ready",
+        "deltas",
+    )
 
     def __init__(self, key: StreamKey) -> None:
         self.key = key
@@ -47,6 +59,7 @@ class Stream:
         self.filling = True  # until the head is known, arrivals wait in the backlog
         self.backlog: list[tuple[str, int, bytes]] = []
         self.ready = asyncio.Event()
+        self.deltas = Deltas()  # subscribers that asked for deltas
 
     def __len__(self) -> int:
         return len(self.subscribers) + len(self.joining) + len(self.ahead)
@@ -64,9 +77,9 @@ class Hub:
     # Subscribing -----------------------------------------------------------------------------
 
     async def subscribe(
-        self, sub: Subscriber, key: StreamKey, since_epoch: str | None, since_seq: int
+        self, sub: Subscriber, key: StreamKey, since_epoch: str | None, since_seq: int, *, delta: bool = False
     ) -> tuple[Replay, bool]:
-        """Join `key`; returns the replay answered to the client and whether it was recovered.
+        """Join `key` (with deltas if `delta`); returns the replay answered and whether it was recovered.
 
         The caller sends `subscribed` and then calls `finish_join`, without awaiting in between.
         """
@@ -75,6 +88,8 @@ class Hub:
             stream = self.streams[key] = Stream(key)
             asyncio.get_running_loop().create_task(self._start(stream))
         stream.joining[sub] = []
+        if delta:
+            stream.deltas.add(sub)
         await stream.ready.wait()
         replay = await self.backend.replay(key, since_epoch, since_seq)
         recovered = since_epoch is not None and replay.frames is not None
@@ -104,6 +119,7 @@ class Hub:
         stream.subscribers.pop(sub, None)
         stream.joining.pop(sub, None)
         stream.ahead.pop(sub, None)
+        stream.deltas.discard(sub)
         if not len(stream):
             del self.streams[key]
             await self.backend.unlisten(key)
@@ -146,13 +162,29 @@ class Hub:
     def _broadcast(self, stream: Stream, seq: int, payload: bytes) -> None:
         stream.seq = seq
         frame = ws_text_frame(payload)
-        for sub in stream.subscribers:
-            sub.deliver(payload, frame)
+        if stream.deltas.synced:
+            self._broadcast_deltas(stream, seq, payload, frame)
+        else:
+            for sub in stream.subscribers:
+                sub.deliver(payload, frame)
         self.deliveries += len(stream.subscribers)
         for buffered in stream.joining.values():
             buffered.append((seq, payload))
         if stream.ahead:
             self._catch_up(stream, seq)
+
+    def _broadcast_deltas(self, stream: Stream, seq: int, payload: bytes, frame: bytes) -> None:
+        """Subscribers in sync get the one delta built for this event; the rest the full frame."""
+        assert stream.epoch is not None
+        synced = stream.deltas.synced
+        delta = stream.deltas.frame(stream.key, stream.epoch, seq, payload)
+        for sub in stream.subscribers:
+            if delta is not None and synced.get(sub):
+                sub.deliver(*delta)
+            else:
+                sub.deliver(payload, frame)
+                if sub in synced:
+                    synced[sub] = True
 
     def _catch_up(self, stream: Stream, seq: int) -> None:
         """Subscribers ahead of the feed go live once it reaches what they already have."""
@@ -194,6 +226,7 @@ class Hub:
 
     def _announce_reset(self, stream: Stream, epoch: str, seq: int) -> None:
         stream.epoch, stream.seq = epoch, seq
+        stream.deltas.reset()
         stream.subscribers.update(dict.fromkeys(stream.ahead))
         stream.ahead.clear()
         service, topic = stream.key

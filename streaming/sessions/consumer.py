@@ -216,9 +216,10 @@ class StreamConsumer(AsyncConsumer):
         hub = self.worker.hub
         conn.subscriptions[key] = None
         since = msg.since
+        delta = msg.delta if service.name in streaming_settings.DELTA_SERVICES else None
         try:
             replay, recovered = await hub.subscribe(
-                conn, key, since.epoch if since else None, since.seq if since else 0
+                conn, key, since.epoch if since else None, since.seq if since else 0, delta=delta is not None
             )
             if recovered:
                 await lifecycle.note_resume(self.worker, conn)
@@ -229,7 +230,7 @@ class StreamConsumer(AsyncConsumer):
         if conn.closing or key not in conn.subscriptions:
             await hub.unsubscribe(conn, key)
             return
-        self._send(messages.subscribed(key[0], key[1], replay.epoch, replay.seq, recovered, msg.id))
+        self._send(messages.subscribed(key[0], key[1], replay.epoch, replay.seq, recovered, msg.id, delta))
         hub.finish_join(conn, key, replay)
 
     async def on_unsubscribe(self, msg: ClientMessage) -> None:

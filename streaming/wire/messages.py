@@ -32,6 +32,7 @@ class Subscribed(TypedDict):
     epoch: str
     seq: int
     recovered: bool
+    delta: NotRequired[str]
     id: NotRequired[str | int]
 
 
@@ -80,6 +81,17 @@ class Event(TypedDict):
     data: Any
 
 
+class EventDelta(TypedDict):
+    """An event as a delta against the stream's previous event frame (see streaming.wire.delta)."""
+
+    type: Literal["event"]
+    service: str
+    topic: str
+    epoch: str
+    seq: int
+    delta: str
+
+
 class Pong(TypedDict):
     type: Literal["pong"]
     id: NotRequired[str | int]
@@ -110,7 +122,13 @@ def authenticated(expires_at: str, services: list[str], msg_id: MsgId = None) ->
 
 
 def subscribed(
-    service: str, topic: str, epoch: str, seq: int, recovered: bool, msg_id: MsgId = None
+    service: str,
+    topic: str,
+    epoch: str,
+    seq: int,
+    recovered: bool,
+    msg_id: MsgId = None,
+    delta: str | None = None,
 ) -> Subscribed:
     msg: Subscribed = {
         "type": "subscribed",
@@ -120,6 +138,8 @@ def subscribed(
         "seq": seq,
         "recovered": recovered,
     }
+    if delta is not None:
+        msg["delta"] = delta
     return _with_id(msg, msg_id)
 
 
@@ -141,6 +161,10 @@ def reconnect(reason: str, retry_after_ms: int) -> Reconnect:
 
 def token_expiring(expires_at: str, expires_in: int) -> TokenExpiring:
     return {"type": "token_expiring", "expires_at": expires_at, "expires_in": expires_in}
+
+
+def event_delta(service: str, topic: str, epoch: str, seq: int, delta: str) -> EventDelta:
+    return {"type": "event", "service": service, "topic": topic, "epoch": epoch, "seq": seq, "delta": delta}
 
 
 def pong(msg_id: MsgId = None) -> Pong:

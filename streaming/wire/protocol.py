@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from streaming.wire import delta as deltas
+
 SUBPROTOCOL = "widgetapp.v1"
 BEARER_PREFIX = "bearer."
 
@@ -95,6 +97,7 @@ class ClientMessage:
     action: str | None = None
     data: Any = None
     token: str | None = None
+    delta: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -136,6 +139,14 @@ def _since(obj: dict[str, Any], msg_id: str | int | None) -> Position | None:
     return Position(epoch=epoch, seq=seq)
 
 
+def _delta(obj: dict[str, Any], msg_id: str | int | None) -> str | None:
+    value = obj.get("delta")
+    if value is not None and value not in deltas.FORMATS:
+        formats = ", ".join(sorted(deltas.FORMATS))
+        raise ProtocolError(BAD_REQUEST, f"'delta' must be one of: {formats}.", msg_id)
+    return value
+
+
 def decode(text: str) -> ClientMessage:
     """Decode and validate one client text frame, or raise ProtocolError."""
     try:
@@ -156,6 +167,7 @@ def decode(text: str) -> ClientMessage:
         msg.topic = _name(obj, "topic", msg_id, required=False)
     if kind == SUBSCRIBE:
         msg.since = _since(obj, msg_id)
+        msg.delta = _delta(obj, msg_id)
     elif kind == REQUEST:
         msg.action = _name(obj, "action", msg_id, required=True)
         msg.data = obj.get("data")
