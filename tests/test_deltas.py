@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -34,9 +35,12 @@ class Client:
         self.stream = Stream("widgets", None, delta=True)
         self.data: list[object] = []
         self.frames: list[bytes] = []
+        #: Per join: the `subscribed` reply and the frames after it, as a client reads them.
+        self.segments: list[dict[str, Any]] = []
 
     def deliver(self, payload: bytes, frame: bytes) -> None:
         self.frames.append(payload)
+        self.segments[-1]["frames"].append(payload.decode())
         msg, text = self.stream.expand(json.loads(payload), payload)
         reset, event = self.stream.on_event(msg)
         assert reset is None, reset
@@ -52,7 +56,9 @@ class Client:
         replay, recovered = await hub.subscribe(
             self, KEY, position and position.epoch, position.seq if position else 0, delta=True
         )
-        self.stream.on_subscribed(messages.subscribed(*KEY, replay.epoch, replay.seq, recovered))
+        reply = messages.subscribed(*KEY, replay.epoch, replay.seq, recovered, delta=delta.FOSSIL)
+        self.stream.on_subscribed(dict(reply))
+        self.segments.append({"subscribed": reply, "frames": []})
         hub.finish_join(self, KEY, replay)
 
     def deltas(self) -> int:

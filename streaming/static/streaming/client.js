@@ -122,12 +122,15 @@ export class StreamClient extends EventTarget {
     this._stop(1000, "closed by client");
   }
 
-  /** Follow a stream; `since` = {epoch, seq} resumes after a snapshot. Returns a Subscription. */
-  subscribe(service, topic = null, { since = null, onevent = null, onreset = null } = {}) {
+  /**
+   * Follow a stream; `since` = {epoch, seq} resumes after a snapshot; `delta: true` asks for fossil
+   * deltas, applied here (callbacks see full events). Returns a Subscription.
+   */
+  subscribe(service, topic = null, { since = null, onevent = null, onreset = null, delta = false } = {}) {
     if (this._subs.some((sub) => sub.matches(service, topic))) {
       throw new Error(`already subscribed to ${service} ${topic ?? ""}`.trim());
     }
-    const sub = new Subscription(this, service, topic, { since, onevent, onreset });
+    const sub = new Subscription(this, service, topic, { since, onevent, onreset, delta });
     this._subs.push(sub);
     if (this.state === State.OPEN) this._sendSubscribe(this._ws, sub);
     return sub;
@@ -300,7 +303,7 @@ export class StreamClient extends EventTarget {
     this._armWatchdog(ws);
     if (msg.type === "ping") this._send(ws, { type: "pong", ...(msg.id !== undefined && { id: msg.id }) });
     else if (msg.type === "welcome") this._onWelcome(ws, msg);
-    else if (msg.type === "event") this._onEvent(msg);
+    else if (msg.type === "event") this._onEvent(msg, data);
     else if (msg.type === "reconnect") this._retryHintMs = Number(msg.retry_after_ms) || 0;
     else if (msg.type === "token_expiring") this.refresh().catch(reportRefreshFailure);
     else this._onReply(msg);
@@ -375,13 +378,18 @@ export class StreamClient extends EventTarget {
     sub.end(error);
   }
 
-  _onEvent(msg) {
-    const sub = this._byKey.get(streamKey(msg.service, msg.topic));
+  _onEvent(frame, raw) {
+    const sub = this._byKey.get(streamKey(frame.service, frame.topic));
     if (!sub) return; // a stream we have left
+    const { msg, text } = sub.expand(frame, raw);
     const { reset, event } = sub.onEvent(msg);
     this._reportReset(sub, reset);
-    if (event) sub.deliver(event);
-    else this.stats.duplicatesDropped += 1;
+    if (!event) {
+      this.stats.duplicatesDropped += 1;
+      return;
+    }
+    sub.text = text;
+    sub.deliver(event);
   }
 
   _reportReset(sub, reset) {
