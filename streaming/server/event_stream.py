@@ -3,7 +3,8 @@
 Events and `subscribed` replies carry an `id:` holding the position of every stream of the
 response (see `encode_positions`), so that a client resuming with Last-Event-ID misses nothing.
 `reconnect` becomes `event: reconnect` with a `retry:` hint; the close becomes `event: close`
-with the code and reason, and the response ends.
+with the code and reason, and the response ends. Heartbeats are plain `ping` messages (EventSource
+hides comments from the page, and the client watches for silence).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from streaming.wire import protocol as p
 StreamKey = tuple[str, str]
 Positions = dict[StreamKey, tuple[str, int]]
 
-PING_COMMENT = b": ping\n\n"
 POSITIONED = frozenset({p.EVENT, p.SUBSCRIBED})
 
 
@@ -74,8 +74,6 @@ class EventStreamWriter(QueueWriter):
         text = payload.decode()
         msg = json.loads(text)
         kind = msg.get("type")
-        if kind == p.PING:
-            return PING_COMMENT
         if kind == p.RECONNECT:
             return sse_event(text, event=kind, retry=int(msg.get("retry_after_ms") or 0))
         if kind in POSITIONED:

@@ -66,8 +66,6 @@ class StreamRequest:
     def parse(cls, scope: dict[str, Any]) -> StreamRequest:
         query = parse_qs(scope.get("query_string", b"").decode("latin1"))
         streams = [_stream(value) for value in query.get("stream", [])]
-        if not streams:
-            raise ProtocolError(p.BAD_REQUEST, "Name at least one stream: ?stream=<service>[/<topic>].")
         headers = dict(scope.get("headers", []))
         last = headers.get(b"last-event-id", b"").decode("latin1") or query.get("last_event_id", [""])[0]
         return cls(streams, query.get("ticket", [None])[0], last)

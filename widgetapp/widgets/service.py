@@ -16,6 +16,15 @@ def widgets_snapshot() -> list[dict[str, Any]]:
     return [widget_data(widget) for widget in Widget.objects.all()]
 
 
+async def widgets_listing() -> dict[str, Any]:
+    """Every widget with the stream position the rows are consistent with."""
+    # The position is read before the rows: every event up to it is reflected in the rows,
+    # later ones arrive as events (apply them in order, as upserts keyed by id).
+    epoch, seq = await ahead(WidgetsService.name, WidgetsService.default_topic)
+    widgets = await database_sync_to_async(widgets_snapshot)()
+    return {"epoch": epoch, "seq": seq, "widgets": widgets}
+
+
 @register
 class WidgetsService(Service):
     name = "widgets"
@@ -25,8 +34,4 @@ class WidgetsService(Service):
     async def request(self, principal: Principal, action: str, data: Any) -> Any:
         if action != "list":
             return await super().request(principal, action, data)
-        # The position is read before the rows: every event up to it is reflected in the rows,
-        # later ones arrive as events (apply them in order, as upserts keyed by id).
-        epoch, seq = await ahead(self.name, self.default_topic)
-        widgets = await database_sync_to_async(widgets_snapshot)()
-        return {"epoch": epoch, "seq": seq, "widgets": widgets}
+        return await widgets_listing()
