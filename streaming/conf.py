@@ -23,6 +23,8 @@ DEFAULTS: dict[str, Any] = {
     "ALLOWED_ORIGINS": ["http://127.0.0.1:8000", "http://localhost:8000"],
     # Accept ?access_token= on the websocket URL. Off: URLs end up in logs.
     "ALLOW_QUERY_STRING_TOKEN": False,
+    # Seconds an SSE ticket (from POST /sse/ticket/) may be used for, once, to open /sse/stream/.
+    "SSE_TICKET_SECONDS": 30,
     # Seconds a client has to send its first `auth` message.
     "AUTH_TIMEOUT": 10.0,
     # Seconds a socket that presented no token may stay silent before 4401 (AUTH_TIMEOUT still

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -15,6 +16,7 @@ from accounts.services import user_allowed_scopes, user_is_approved
 from streaming import services
 from streaming.delivery.publish import publish
 from widgetapp.widgets.browser_client import BROWSER_CLIENT_ID
+from widgetapp.widgets.service import widgets_listing
 
 # Staff links from the live page to the admin's live views (label, URL name).
 ADMIN_LINKS = [
@@ -45,8 +47,21 @@ def live(request: HttpRequest) -> HttpResponse:
         "services": streamable(request),
         "admin_links": admin_links,
         "widgets_admin": reverse("admin:widgets_widget_changelist"),
+        "widgets": first_paint(request),
     }
     return render(request, "app.html", context)
+
+
+def first_paint(request: HttpRequest) -> dict[str, Any] | None:
+    """The widgets with their stream position, rendered into the page when the user may see them.
+
+    The page shows them at once and subscribes from that position: no list round trip, no flash of
+    an empty table. None for a user the websocket would refuse the widgets to.
+    """
+    user = request.user
+    if not user_is_approved(user=user) or "stream:widgets" not in user_allowed_scopes(user=user):
+        return None
+    return async_to_sync(widgets_listing)()
 
 
 def streamable(request: HttpRequest) -> list[str]:

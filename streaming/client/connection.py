@@ -108,16 +108,18 @@ class StreamClient:
                 await task
 
     async def subscribe(
-        self, service: str, topic: str | None = None, *, since: Position | None = None
+        self, service: str, topic: str | None = None, *, since: Position | None = None, delta: bool = False
     ) -> str:
         """Follow a stream (from `since`, e.g. a snapshot's position); returns the topic the server uses.
 
-        The subscription is kept, and sent again on every new connection, until `unsubscribe()`.
+        With `delta`, the server may send events as fossil deltas; they are applied here, so the
+        events read are the same. The subscription is kept, and sent again on every new connection,
+        until `unsubscribe()`.
         """
         for stream in self._streams:
             if stream.matches(service, topic):
                 return await asyncio.shield(stream.ready)
-        stream = Stream(service, topic, since)
+        stream = Stream(service, topic, since, delta=delta)
         self._streams.append(stream)
         if self.state is State.OPEN and self._ws is not None:
             await self._send_subscribe(self._ws, stream)
@@ -284,17 +286,17 @@ class StreamClient:
     async def _dispatch(self, ws: ClientConnection, raw: str | bytes) -> None:
         try:
             msg = json.loads(raw)
-            await self._handle(ws, msg["type"], msg)
+            await self._handle(ws, msg["type"], msg, raw)
         except (ValueError, TypeError, KeyError):
             logger.warning("ignoring a malformed server frame: %.200s", raw)
 
-    async def _handle(self, ws: ClientConnection, kind: str, msg: dict[str, Any]) -> None:
+    async def _handle(self, ws: ClientConnection, kind: str, msg: dict[str, Any], raw: str | bytes) -> None:
         if kind == p.PING:
             await ws.send(json.dumps({"type": p.PONG, **({"id": msg["id"]} if "id" in msg else {})}))
         elif kind == p.WELCOME:
             await self._on_welcome(ws, msg)
         elif kind == p.EVENT:
-            self._on_event(msg)
+            self._on_event(msg, raw)
         elif kind == p.RECONNECT:
             self._retry_hint = float(msg.get("retry_after_ms") or 0) / 1000
         elif kind == p.TOKEN_EXPIRING:
@@ -376,15 +378,17 @@ class StreamClient:
         else:
             future.set_result(msg)
 
-    def _on_event(self, msg: dict[str, Any]) -> None:
+    def _on_event(self, msg: dict[str, Any], raw: str | bytes) -> None:
         stream = self._by_key.get((msg["service"], msg["topic"]))
         if stream is None:
             return  # a stream we have left
+        msg, text = stream.expand(msg, raw)
         reset, event = stream.on_event(msg)
         self._report(reset)
         if event is None:
             self.stats.duplicates_dropped += 1
         else:
+            stream.text = text
             self._events.put_nowait(event)
 
     def _report(self, reset: Reset | None) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from streaming.wire import delta as deltas
 from streaming.wire import protocol as p
 from streaming.wire.protocol import Position
 
@@ -52,6 +54,8 @@ class Stream:
     requested: str | None
     position: Position | None = None
     topic: str | None = None  # as the server names it (it fills in the user for notifications)
+    delta: bool = False  # ask for fossil deltas
+    text: str | None = None  # the last full event frame: the base of the next delta
     ready: asyncio.Future[str] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
     def matches(self, service: str, topic: str | None) -> bool:
@@ -64,7 +68,19 @@ class Stream:
             msg["topic"] = self.topic or self.requested
         if self.position is not None:
             msg["since"] = {"epoch": self.position.epoch, "seq": self.position.seq}
+        if self.delta:
+            msg["delta"] = deltas.FOSSIL
         return msg
+
+    def expand(self, msg: dict[str, Any], raw: str | bytes) -> tuple[dict[str, Any], str]:
+        """The full event and its frame text: the frame itself, or the delta applied to the last one."""
+        if "delta" not in msg:
+            return msg, raw if isinstance(raw, str) else raw.decode()
+        last = self.position
+        if self.text is None or last is None or (msg["epoch"], msg["seq"]) != (last.epoch, last.seq + 1):
+            raise ValueError(f"A delta for seq {msg['seq']} does not follow the last event received.")
+        text = deltas.apply(self.text, msg["delta"])
+        return json.loads(text), text
 
     def on_subscribed(self, msg: dict[str, Any]) -> Reset | None:
         """Adopt the server's topic; keep our position if it recovered, else restart from its head."""

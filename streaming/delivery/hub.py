@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from streaming.delivery.backend import Backend
+from streaming.delivery.deltas import Deltas
 from streaming.delivery.history import Replay, StreamKey, mark_latest
 from streaming.delivery.presence import Presence
 from streaming.server.writer import ws_text_frame
@@ -35,7 +36,18 @@ class Subscriber(Protocol):
 class Stream:
     """One followed stream in this worker: position, subscribers, and joiners being caught up."""
 
-    __slots__ = ("key", "epoch", "seq", "subscribers", "joining", "ahead", "filling", "backlog", "ready")
+    __slots__ = (
+        "key",
+        "epoch",
+        "seq",
+        "subscribers",
+        "joining",
+        "ahead",
+        "filling",
+        "backlog",
+        "ready",
+        "deltas",
+    )
 
     def __init__(self, key: StreamKey) -> None:
         self.key = key
@@ -49,6 +61,7 @@ class Stream:
         self.filling = True  # until the head is known, arrivals wait in the backlog
         self.backlog: list[tuple[str, int, bytes]] = []
         self.ready = asyncio.Event()
+        self.deltas = Deltas()  # subscribers that asked for deltas
 
     def __len__(self) -> int:
         return len(self.subscribers) + len(self.joining) + len(self.ahead)
@@ -70,9 +83,16 @@ class Hub:
     # Subscribing -----------------------------------------------------------------------------
 
     async def subscribe(
-        self, sub: Subscriber, key: StreamKey, since_epoch: str | None, since_seq: int, latest: bool = False
+        self,
+        sub: Subscriber,
+        key: StreamKey,
+        since_epoch: str | None,
+        since_seq: int,
+        latest: bool = False,
+        *,
+        delta: bool = False,
     ) -> tuple[Replay, bool]:
-        """Join `key`; returns the replay answered to the client and whether it was recovered.
+        """Join `key` (with deltas if `delta`); returns the replay answered and whether it was recovered.
 
         With `latest` and no `since_epoch`, the replay starts with the newest event (marked).
         The caller sends `subscribed` and then calls `finish_join`, without awaiting in between.
@@ -82,6 +102,8 @@ class Hub:
             stream = self.streams[key] = Stream(key)
             asyncio.get_running_loop().create_task(self._start(stream))
         stream.joining[sub] = []
+        if delta:
+            stream.deltas.add(sub)
         await stream.ready.wait()
         replay = await self.backend.replay(key, since_epoch, since_seq)
         recovered = since_epoch is not None and replay.frames is not None
@@ -122,6 +144,7 @@ class Hub:
         stream.subscribers.pop(sub, None)
         stream.joining.pop(sub, None)
         stream.ahead.pop(sub, None)
+        stream.deltas.discard(sub)
         if not len(stream):
             del self.streams[key]
             await self.backend.unlisten(key)
@@ -164,8 +187,11 @@ class Hub:
     def _broadcast(self, stream: Stream, seq: int, payload: bytes) -> None:
         stream.seq = seq
         frame = ws_text_frame(payload)
-        for sub in stream.subscribers:
-            sub.deliver(payload, frame)
+        if stream.deltas.synced:
+            self._broadcast_deltas(stream, seq, payload, frame)
+        else:
+            for sub in stream.subscribers:
+                sub.deliver(payload, frame)
         self.deliveries += len(stream.subscribers)
         counts = self.per_service.get(stream.key[0])
         if counts is None:
@@ -176,6 +202,19 @@ class Hub:
             buffered.append((seq, payload))
         if stream.ahead:
             self._catch_up(stream, seq)
+
+    def _broadcast_deltas(self, stream: Stream, seq: int, payload: bytes, frame: bytes) -> None:
+        """Subscribers in sync get the one delta built for this event; the rest the full frame."""
+        assert stream.epoch is not None
+        synced = stream.deltas.synced
+        delta = stream.deltas.frame(stream.key, stream.epoch, seq, payload)
+        for sub in stream.subscribers:
+            if delta is not None and synced.get(sub):
+                sub.deliver(*delta)
+            else:
+                sub.deliver(payload, frame)
+                if sub in synced:
+                    synced[sub] = True
 
     def _catch_up(self, stream: Stream, seq: int) -> None:
         """Subscribers ahead of the feed go live once it reaches what they already have."""
@@ -217,6 +256,7 @@ class Hub:
 
     def _announce_reset(self, stream: Stream, epoch: str, seq: int) -> None:
         stream.epoch, stream.seq = epoch, seq
+        stream.deltas.reset()
         stream.subscribers.update(dict.fromkeys(stream.ahead))
         stream.ahead.clear()
         service, topic = stream.key

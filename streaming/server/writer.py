@@ -140,15 +140,23 @@ class QueueWriter(Writer):
         if self.closed:
             return
         self.pending_bytes += len(payload)
-        self.queue.append(({"type": "websocket.send", "text": payload.decode()}, len(payload)))
+        self.queue.append((self.message(payload), len(payload)))
         self.wakeup.set()
         if self.pending_bytes > self.limit:
             self._overflow()
 
+    def message(self, payload: bytes) -> dict[str, Any]:
+        """The ASGI message carrying `payload`."""
+        return {"type": "websocket.send", "text": payload.decode()}
+
+    def last_message(self, code: int, reason: str) -> dict[str, Any]:
+        """The ASGI message that ends the output."""
+        return {"type": "websocket.close", "code": code, "reason": reason[:120]}
+
     def close(self, code: int, reason: str) -> None:
         if not self.closed:
             self.closed = True
-            self.queue.append(({"type": "websocket.close", "code": code, "reason": reason[:120]}, 0))
+            self.queue.append((self.last_message(code, reason), -1))
             self.wakeup.set()
 
     async def _drain(self) -> None:
@@ -157,9 +165,9 @@ class QueueWriter(Writer):
             self.wakeup.clear()
             while self.queue:
                 message, size = self.queue.popleft()
-                self.pending_bytes -= size
+                self.pending_bytes -= max(size, 0)
                 await self.send(message)
-                if message["type"] == "websocket.close":
+                if size < 0:
                     return
 
     def stop(self) -> None:

@@ -19,7 +19,7 @@ class LoadService(Service):
     http_publish = False  # snapshots come from the workers themselves
     single_topic = True
     #: A new subscriber sees the current load at once, not only from the next sample on.
-    stream_defaults = {"latest": True}
+    stream_defaults = {"latest": True, "delta": True}
 
     async def request(self, principal: Principal, action: str, data: Any) -> Any:
         if action != "snapshot":

@@ -142,7 +142,10 @@ def _unexpired(checksum: str, grant: Grant) -> Grant:
 
 def cached_grant(token: str) -> Grant | None:
     """The grant of `token` from this worker's cache, without the database; None when not cached."""
-    checksum = token_checksum(token)
+    return _cached(token_checksum(token))
+
+
+def _cached(checksum: str) -> Grant | None:
     cached = _cache.get(checksum)
     if cached is None or time.monotonic() - cached[0] >= streaming_settings.TOKEN_CACHE_SECONDS:
         return None
@@ -151,9 +154,13 @@ def cached_grant(token: str) -> Grant | None:
 
 def verify_token(token: str) -> Grant:
     """Verify a bearer token (sync: one DB round trip at most, none when cached)."""
-    grant = cached_grant(token)
+    return verify_checksum(token_checksum(token))
+
+
+def verify_checksum(checksum: str) -> Grant:
+    """Verify the token with this checksum (an SSE ticket carries the checksum, never the token)."""
+    grant = _cached(checksum)
     if grant is None:
-        checksum = token_checksum(token)
         grant = _load(checksum)
         _remember(checksum, grant)
         grant = _unexpired(checksum, grant)

@@ -237,8 +237,11 @@ class StreamConsumer(AsyncConsumer):
             raise ProtocolError(p.TOO_MANY_SUBSCRIPTIONS, f"At most {cap} subscriptions.", msg.id)
         if msg.presence:
             presence.shared(service.name, msg.id)
-        latest = stream_options(service.name).latest
-        await subscriptions.join(self.worker, conn, key, msg.since, msg.id, latest=latest)
+        options = stream_options(service.name)
+        delta = msg.delta if options.delta else None
+        await subscriptions.join(
+            self.worker, conn, key, msg.since, msg.id, latest=options.latest, delta=delta
+        )
         await presence.follow(self.worker, conn, key, msg.presence)
 
     async def on_unsubscribe(self, msg: ClientMessage) -> None:

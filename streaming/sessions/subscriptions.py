@@ -25,14 +25,15 @@ async def join(
     msg_id: str | int | None,
     *,
     latest: bool = False,
+    delta: str | None = None,
 ) -> None:
-    """Follow `key` from `since` (or from now; with `latest`, from its newest event): reply
-    `subscribed`, replay what was missed, go live."""
+    """Follow `key` from `since` (or from now; with `latest`, from its newest event; with `delta`,
+    in deltas where the stream allows): reply `subscribed`, replay what was missed, go live."""
     hub = worker.hub
     conn.subscriptions[key] = None
     try:
         epoch, seq = (since.epoch, since.seq) if since else (None, 0)
-        replay, recovered = await hub.subscribe(conn, key, epoch, seq, latest)
+        replay, recovered = await hub.subscribe(conn, key, epoch, seq, latest, delta=delta is not None)
         if recovered:
             await lifecycle.note_resume(worker, conn)
     except BaseException:
@@ -42,7 +43,8 @@ async def join(
     if conn.closing or key not in conn.subscriptions:
         await hub.unsubscribe(conn, key)
         return
-    conn.send_message(messages.subscribed(key[0], key[1], replay.epoch, replay.position, recovered, msg_id))
+    position = replay.position
+    conn.send_message(messages.subscribed(key[0], key[1], replay.epoch, position, recovered, msg_id, delta))
     hub.finish_join(conn, key, replay)
 
 

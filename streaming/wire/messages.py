@@ -32,6 +32,7 @@ class Subscribed(TypedDict):
     epoch: str
     seq: int
     recovered: bool
+    delta: NotRequired[str]
     id: NotRequired[str | int]
 
 
@@ -96,6 +97,17 @@ class Presence(TypedDict):
     id: NotRequired[str | int]
 
 
+class EventDelta(TypedDict):
+    """An event as a delta against the stream's previous event frame (see streaming.wire.delta)."""
+
+    type: Literal["event"]
+    service: str
+    topic: str
+    epoch: str
+    seq: int
+    delta: str
+
+
 class Pong(TypedDict):
     type: Literal["pong"]
     id: NotRequired[str | int]
@@ -126,7 +138,13 @@ def authenticated(expires_at: str, services: list[str], msg_id: MsgId = None) ->
 
 
 def subscribed(
-    service: str, topic: str, epoch: str, seq: int, recovered: bool, msg_id: MsgId = None
+    service: str,
+    topic: str,
+    epoch: str,
+    seq: int,
+    recovered: bool,
+    msg_id: MsgId = None,
+    delta: str | None = None,
 ) -> Subscribed:
     msg: Subscribed = {
         "type": "subscribed",
@@ -136,6 +154,8 @@ def subscribed(
         "seq": seq,
         "recovered": recovered,
     }
+    if delta is not None:
+        msg["delta"] = delta
     return _with_id(msg, msg_id)
 
 
@@ -173,6 +193,10 @@ def presence_diff(
     if joined is not None and left is not None:
         msg["joined"], msg["left"] = joined, left
     return msg
+
+
+def event_delta(service: str, topic: str, epoch: str, seq: int, delta: str) -> EventDelta:
+    return {"type": "event", "service": service, "topic": topic, "epoch": epoch, "seq": seq, "delta": delta}
 
 
 def pong(msg_id: MsgId = None) -> Pong:

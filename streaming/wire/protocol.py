@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from streaming.wire import delta as deltas
+
 SUBPROTOCOL = "widgetapp.v1"
 BEARER_PREFIX = "bearer."
 
@@ -99,6 +101,8 @@ class ClientMessage:
     token: str | None = None
     #: `subscribe` only: also send this stream's join/leave diffs (`presence` messages).
     presence: bool = False
+    #: `subscribe` only: the delta format asked for ("fossil"), if any.
+    delta: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -147,6 +151,14 @@ def _flag(obj: dict[str, Any], key: str, msg_id: str | int | None) -> bool:
     return value
 
 
+def _delta(obj: dict[str, Any], msg_id: str | int | None) -> str | None:
+    value = obj.get("delta")
+    if value is not None and value not in deltas.FORMATS:
+        formats = ", ".join(sorted(deltas.FORMATS))
+        raise ProtocolError(BAD_REQUEST, f"'delta' must be one of: {formats}.", msg_id)
+    return value
+
+
 def decode(text: str) -> ClientMessage:
     """Decode and validate one client text frame, or raise ProtocolError."""
     try:
@@ -168,6 +180,7 @@ def decode(text: str) -> ClientMessage:
     if kind == SUBSCRIBE:
         msg.since = _since(obj, msg_id)
         msg.presence = _flag(obj, "presence", msg_id)
+        msg.delta = _delta(obj, msg_id)
     elif kind == REQUEST:
         msg.action = _name(obj, "action", msg_id, required=True)
         msg.data = obj.get("data")

@@ -25,6 +25,15 @@ def may_view_widget(principal: Principal, topic: Topic) -> bool:
     return user is not None and widget is not None and user.has_perm(VIEW_WIDGET, widget)
 
 
+async def widgets_listing() -> dict[str, Any]:
+    """Every widget with the stream position the rows are consistent with."""
+    # The position is read before the rows: every event up to it is reflected in the rows,
+    # later ones arrive as events (apply them in order, as upserts keyed by id).
+    epoch, seq = await ahead(WidgetsService.name, WidgetsService.default_topic)
+    widgets = await database_sync_to_async(widgets_snapshot)()
+    return {"epoch": epoch, "seq": seq, "widgets": widgets}
+
+
 @register
 class WidgetsService(Service):
     name = "widgets"
@@ -36,12 +45,10 @@ class WidgetsService(Service):
     # Widget events come from the Widget model's own code only: a row the page cannot render
     # (or one that does not exist) must never reach live tables from outside.
     http_publish = False
+    # Successive states of a widget differ little: subscribers that ask for deltas get them.
+    stream_defaults = {"delta": True}
 
     async def request(self, principal: Principal, action: str, data: Any) -> Any:
         if action != "list":
             return await super().request(principal, action, data)
-        # The position is read before the rows: every event up to it is reflected in the rows,
-        # later ones arrive as events (apply them in order, as upserts keyed by id).
-        epoch, seq = await ahead(self.name, self.default_topic)
-        widgets = await database_sync_to_async(widgets_snapshot)()
-        return {"epoch": epoch, "seq": seq, "widgets": widgets}
+        return await widgets_listing()

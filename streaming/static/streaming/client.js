@@ -3,9 +3,11 @@
  * `since` after every non-terminal close. A dependency-free ES module; its rules are in docs/clients.md.
  */
 
+import { ClientClosed, ConnectionLost, ServerError } from "./errors.js";
+import { EventSourceSocket, noteOpened } from "./sse.js";
 import { Subscription } from "./subscription.js";
 
-export { Subscription };
+export { ClientClosed, ConnectionLost, ServerError, Subscription };
 export const SUBPROTOCOL = "widgetapp.v1";
 export const BEARER_PREFIX = "bearer.";
 export const TERMINAL_CLOSE_CODES = new Set([4400, 4401, 4403]);
@@ -39,33 +41,6 @@ export function backoffDelay(
   return Math.max(hintMs, random() * Math.min(capMs, baseMs * 2 ** attempt));
 }
 
-/** An `error` reply to one of our messages. */
-export class ServerError extends Error {
-  constructor(code, message) {
-    super(`${code}: ${message}`);
-    this.name = "ServerError";
-    this.code = code;
-  }
-}
-
-/** The connection dropped before the reply came; the request may or may not have run. */
-export class ConnectionLost extends Error {
-  constructor(message) {
-    super(message);
-    this.name = "ConnectionLost";
-  }
-}
-
-/** The client stopped: a terminal close (4400/4401/4403) or `close()`. */
-export class ClientClosed extends Error {
-  constructor(code, reason) {
-    super(`connection closed (${code}): ${reason}`);
-    this.name = "ClientClosed";
-    this.code = code;
-    this.reason = reason;
-  }
-}
-
 /**
  * The connection. Options:
  * - `token`: the access token to start with;
@@ -73,8 +48,10 @@ export class ClientClosed extends Error {
  *   /o/token/); reason is "connect", "expiring" or "unauthenticated";
  * - `WebSocket`: an implementation to inject (default: the browser's);
  * - `onstate(state)`, `onreset(reset, sub)`: callbacks for every state change and every reset;
- * - `backoffBaseMs`, `backoffCapMs`, `requestTimeoutMs`, `refreshBeforeMs`: tunables.
- * It also dispatches `state`, `reset` and `servererror` events (CustomEvent, value in `detail`).
+ * - `backoffBaseMs`, `backoffCapMs`, `requestTimeoutMs`, `refreshBeforeMs`: tunables;
+ * - `sse`: {url, ticketUrl} of the SSE fallback, used after `sse.after` (default 2) websocket attempts
+ *   in a row fail to open; `ontransport(name)` is called with "sse" (or "websocket") when it changes.
+ * It also dispatches `state`, `reset`, `transport` and `servererror` events (CustomEvent, value in `detail`).
  */
 export class StreamClient extends EventTarget {
   constructor(url, options = {}) {
@@ -105,6 +82,8 @@ export class StreamClient extends EventTarget {
     this._openedAt = 0;
     this._authRetried = false;
     this._refreshing = null;
+    this.transport = "websocket";
+    this._failedOpens = 0;
   }
 
   // --- public API -----------------------------------------------------------------------------
@@ -122,12 +101,15 @@ export class StreamClient extends EventTarget {
     this._stop(1000, "closed by client");
   }
 
-  /** Follow a stream; `since` = {epoch, seq} resumes after a snapshot. Returns a Subscription. */
-  subscribe(service, topic = null, { since = null, onevent = null, onreset = null } = {}) {
+  /**
+   * Follow a stream; `since` = {epoch, seq} resumes after a snapshot; `delta: true` asks for fossil
+   * deltas, applied here (callbacks see full events). Returns a Subscription.
+   */
+  subscribe(service, topic = null, { since = null, onevent = null, onreset = null, delta = false } = {}) {
     if (this._subs.some((sub) => sub.matches(service, topic))) {
       throw new Error(`already subscribed to ${service} ${topic ?? ""}`.trim());
     }
-    const sub = new Subscription(this, service, topic, { since, onevent, onreset });
+    const sub = new Subscription(this, service, topic, { since, onevent, onreset, delta });
     this._subs.push(sub);
     if (this.state === State.OPEN) this._sendSubscribe(this._ws, sub);
     return sub;
@@ -166,7 +148,10 @@ export class StreamClient extends EventTarget {
     let ws;
     try {
       this._token ??= await this._fetchToken(this._authRetried ? "unauthenticated" : "connect");
-      ws = new this.WebSocket(this.url, [SUBPROTOCOL, BEARER_PREFIX + this._token]);
+      ws =
+        this.transport === "sse"
+          ? new EventSourceSocket(this.options.sse, this._token, this._subs)
+          : new this.WebSocket(this.url, [SUBPROTOCOL, BEARER_PREFIX + this._token]);
     } catch (error) {
       this._stop(CLOSE_UNAUTHENTICATED, `no usable token: ${error.message}`);
       return;
@@ -186,6 +171,7 @@ export class StreamClient extends EventTarget {
       this._stop(code, reason);
       return;
     }
+    noteOpened(this, this._openedAt !== 0);
     if (this._openedAt && Date.now() - this._openedAt >= STABLE_AFTER_MS) this._attempt = 0;
     const { backoffBaseMs: baseMs, backoffCapMs: capMs, random } = this.options;
     const delay = backoffDelay(this._attempt++, { baseMs, capMs, hintMs: this._retryHintMs, random });
@@ -300,7 +286,7 @@ export class StreamClient extends EventTarget {
     this._armWatchdog(ws);
     if (msg.type === "ping") this._send(ws, { type: "pong", ...(msg.id !== undefined && { id: msg.id }) });
     else if (msg.type === "welcome") this._onWelcome(ws, msg);
-    else if (msg.type === "event") this._onEvent(msg);
+    else if (msg.type === "event") this._onEvent(msg, data);
     else if (msg.type === "reconnect") this._retryHintMs = Number(msg.retry_after_ms) || 0;
     else if (msg.type === "token_expiring") this.refresh().catch(reportRefreshFailure);
     else if (msg.type === "subscribed" && msg.id === undefined) this._onUnrequestedSubscribed(msg);
@@ -388,13 +374,18 @@ export class StreamClient extends EventTarget {
     sub.end(error);
   }
 
-  _onEvent(msg) {
-    const sub = this._byKey.get(streamKey(msg.service, msg.topic));
+  _onEvent(frame, raw) {
+    const sub = this._byKey.get(streamKey(frame.service, frame.topic));
     if (!sub) return; // a stream we have left
+    const { msg, text } = sub.expand(frame, raw);
     const { reset, event } = sub.onEvent(msg);
     this._reportReset(sub, reset);
-    if (event) sub.deliver(event);
-    else this.stats.duplicatesDropped += 1;
+    if (!event) {
+      this.stats.duplicatesDropped += 1;
+      return;
+    }
+    sub.text = text;
+    sub.deliver(event);
   }
 
   _reportReset(sub, reset) {

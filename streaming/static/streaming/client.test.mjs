@@ -1,8 +1,10 @@
 // The JS client driven through an injected fake WebSocket that plays the server's side of protocol v1.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { afterEach, test } from "node:test";
 
 import { ClientClosed, ServerError, StreamClient, backoffDelay } from "./client.js";
+import { createStringDelta } from "./vendor/fossil-delta/fossil-delta.js";
 
 const WELCOME = { type: "welcome", session: "s1", heartbeat: 30, services: ["widgets"] };
 
@@ -271,4 +273,49 @@ test("a server silent for several heartbeats is treated as gone", async () => {
   await until(() => FakeSocket.instances.length === 2);
   assert.equal(FakeSocket.instances[0].closedWith, 1000);
   assert.equal(client.state, "reconnecting");
+});
+
+/** A stream seen by one client: per connection, the `subscribed` reply and the raw frames after it. */
+function builtInDeltaCase() {
+  const head = '{"type":"event","service":"widgets","topic":"all","epoch":"e1","seq":';
+  const published = [1, 2, 3].map((price) => ({ id: 7, name: "Sprocket ✓", price, note: "n".repeat(90) }));
+  const full = published.map((data, i) => `${head}${i + 1},"data":${JSON.stringify(data)}}`);
+  const delta = (i) => `${head}${i + 1},"delta":${JSON.stringify(createStringDelta(full[i - 1], full[i]))}}`;
+  const subscribed = (seq, recovered) => reply(undefined, { seq, recovered, delta: "fossil" });
+  return {
+    published,
+    segments: [
+      { subscribed: subscribed(0, false), frames: [full[0], delta(1)] },
+      { subscribed: subscribed(2, true), frames: [full[2]] },
+    ],
+  };
+}
+
+// Cases a real hub produced from hypothesis-generated sequences (tests/test_js_client.py), or one built in.
+const DELTA_CASES = process.env.DELTA_CASES
+  ? JSON.parse(readFileSync(process.env.DELTA_CASES, "utf8"))
+  : [builtInDeltaCase()];
+
+test("fossil deltas are applied: events equal the full payloads, across resumes", async () => {
+  for (const { published, segments } of DELTA_CASES) {
+    FakeSocket.instances = [];
+    const client = makeClient();
+    const received = [];
+    client.subscribe("widgets", "all", { delta: true, onevent: (event) => received.push(event.data) });
+    let socket = await open(client);
+    for (const [index, segment] of segments.entries()) {
+      if (index > 0) {
+        socket.serverClose(4012, "restart");
+        await until(() => FakeSocket.instances.length === index + 1);
+        socket = FakeSocket.instances[index];
+        socket.receive(WELCOME);
+      }
+      const subscribe = socket.lastSent("subscribe");
+      assert.equal(subscribe.delta, "fossil");
+      socket.receive({ ...segment.subscribed, id: subscribe.id });
+      for (const raw of segment.frames) socket.onmessage({ data: raw });
+    }
+    assert.deepEqual(received, published);
+    client.close();
+  }
 });

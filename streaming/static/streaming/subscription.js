@@ -1,16 +1,20 @@
 /**
  * One subscription of the streaming client: the (epoch, seq) of the last event it delivered, what to
- * resume from, duplicates and resets, and delivery to callbacks or async iteration.
+ * resume from, duplicates and resets, fossil deltas, and delivery to callbacks or async iteration.
  */
 
+import { applyStringDelta } from "./vendor/fossil-delta/fossil-delta.js";
+
 export class Subscription {
-  constructor(client, service, topic, { since = null, onevent = null, onreset = null } = {}) {
+  constructor(client, service, topic, { since = null, onevent = null, onreset = null, delta = false } = {}) {
     this.service = service;
     this.requested = topic ?? null;
     this.topic = null; // as the server names it (it fills in the user for notifications)
     this.position = since;
     this.onevent = onevent;
     this.onreset = onreset;
+    this.delta = delta; // ask for fossil deltas
+    this.text = null; // the last full event frame: the base of the next delta
     this._client = client;
     this._buffer = [];
     this._wake = null;
@@ -32,7 +36,19 @@ export class Subscription {
     const topic = this.topic ?? this.requested;
     if (topic) msg.topic = topic;
     if (this.position) msg.since = { epoch: this.position.epoch, seq: this.position.seq };
+    if (this.delta) msg.delta = "fossil";
     return msg;
+  }
+
+  /** The full event and its frame text: the frame itself, or the delta applied to the last one. */
+  expand(msg, raw) {
+    if (msg.delta === undefined) return { msg, text: raw };
+    const last = this.position;
+    if (this.text === null || !last || msg.epoch !== last.epoch || msg.seq !== last.seq + 1) {
+      throw new Error(`a delta for seq ${msg.seq} does not follow the last event received`);
+    }
+    const text = applyStringDelta(this.text, msg.delta);
+    return { msg: JSON.parse(text), text };
   }
 
   /** Adopt the server's topic; keep our position if it recovered, else restart from its head. */

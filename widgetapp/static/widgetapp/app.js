@@ -39,6 +39,8 @@ async function main() {
   client = new StreamClient(websocketUrl(), {
     getToken: (reason) => tokens.forClient(reason),
     onstate: (state) => showState(state),
+    sse: { url: "/sse/stream/", ticketUrl: "/sse/ticket/" },
+    ontransport: (transport) => ($("connection-transport").hidden = transport !== "sse"),
   });
   revokeOnSignOut(tokens, client);
   client.addEventListener("resumed", (event) => markResumed(event.detail.service));
@@ -65,9 +67,14 @@ async function followWidgets(client) {
     inventory.load(await untilAnswered(() => client.request("widgets", "list")));
     renderWidgets(inventory);
   };
-  await refetch();
+  const rendered = JSON.parse($("widgets-snapshot")?.textContent ?? "null"); // the server's first paint
+  if (rendered) {
+    inventory.load(rendered);
+    renderWidgets(inventory);
+  } else await refetch();
   client.subscribe("widgets", "all", {
     since: inventory.position,
+    delta: true,
     onevent: (event) => inventory.apply(event) && renderWidgets(inventory, event.data.widget.id),
     onreset: whenReset("widgets", () => refetch().catch(showProblem)), // the snapshot is the truth again
   });
