@@ -21,7 +21,9 @@ from procs import CLIENT_CORE
 LOG = Path(__file__).resolve().parent / "results" / "connect_probe.log"
 
 
-async def storm(url: str, tokens: list[str], tickets: list[str | None], concurrency: int) -> tuple[float, list]:
+async def storm(
+    url: str, tokens: list[str], tickets: list[str | None], concurrency: int
+) -> tuple[float, list]:
     """Connect (to welcome) and close once per token; connects/s and the tickets handed out."""
     gate = asyncio.Semaphore(concurrency)
     fresh: list[str | None] = [None] * len(tokens)

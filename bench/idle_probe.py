@@ -1,6 +1,6 @@
 """Idle cost of our daphne worker: RSS per connection and CPU share at N idle sockets (3 streams each).
 
-    .venv/bin/python bench/idle_probe.py [--connections 2000] [--streams 3] [--repeat 3] [--port 8801]
+.venv/bin/python bench/idle_probe.py [--connections 2000] [--streams 3] [--repeat 3] [--port 8801]
 """
 
 from __future__ import annotations

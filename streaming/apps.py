@@ -13,11 +13,12 @@ class StreamingConfig(AppConfig):
         from streaming.delivery.worker import on_start
         from streaming.ops import records
         from streaming.services import load, notifications  # noqa: F401 - registered by name
-        from streaming.sessions import drain, lifecycle, operations
+        from streaming.sessions import drain, lifecycle, operations, tickets
 
         # Everything a worker runs from its start, in order.
         on_start(control.start)  # control-bus listener
         on_start(operations.start)  # disabled services and limit overrides
+        on_start(tickets.start)  # stale-ticket marks set while this worker was not listening
         on_start(lambda worker: worker.duties.append(lifecycle.slot_duty()))  # per-owner slots
         on_start(audit.start)  # audit log flushes
         on_start(drain.install_sigterm)  # SIGTERM drains

@@ -13,7 +13,9 @@ from oauth2_provider.models import get_access_token_model, get_application_model
 
 from accounts.signals import approval_changed, authorization_refused, is_token_rotation
 from streaming.bus import control
+from streaming.delivery.backend import get_backend
 from streaming.models import AuditEntry, ServiceConfig
+from streaming.sessions import tickets
 from streaming.wire.protocol import CLOSE_UNAUTHENTICATED
 
 
@@ -24,23 +26,30 @@ def token_revoked(sender: Any, instance: Any, **kwargs: Any) -> None:
     if instance.expires is not None and instance.expires <= timezone.now():
         return  # expired (e.g. cleartokens): its sockets were closed at expiry; no broadcast per row
     checksum = instance.token_checksum
-    transaction.on_commit(
-        lambda: control.broadcast(
-            "close", checksum=checksum, code=CLOSE_UNAUTHENTICATED, reason="Token revoked."
-        )
-    )
+    transaction.on_commit(lambda: _revoked(checksum))
+
+
+def _revoked(checksum: str) -> None:
+    tickets.mark(get_backend(), tickets.marks_for(checksum=checksum))
+    control.broadcast("close", checksum=checksum, code=CLOSE_UNAUTHENTICATED, reason="Token revoked.")
+
+
+def _recheck(user_ids: list[int]) -> None:
+    """Live sockets and reconnecting tickets of these users are judged afresh."""
+    tickets.mark(get_backend(), tickets.marks_for(user_ids=user_ids))
+    control.broadcast("recheck", user_ids=user_ids)
 
 
 @receiver(post_save, sender=get_user_model(), dispatch_uid="streaming.user_saved")
 def user_saved(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
     if not created:
         user_ids = [instance.pk]
-        transaction.on_commit(lambda: control.broadcast("recheck", user_ids=user_ids))
+        transaction.on_commit(lambda: _recheck(user_ids))
 
 
 @receiver(approval_changed, dispatch_uid="streaming.approval_changed")
 def approval(sender: Any, user_ids: frozenset[int], **kwargs: Any) -> None:
-    control.broadcast("recheck", user_ids=sorted(user_ids))
+    _recheck(sorted(user_ids))
 
 
 @receiver(post_save, sender=ServiceConfig, dispatch_uid="streaming.service_switched")

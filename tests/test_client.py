@@ -326,3 +326,9 @@ def test_backoff_is_full_jitter_capped_and_honours_the_hint() -> None:
     assert all(0 <= d <= 10 for d in delays)
     assert max(backoff_delay(0) for _ in range(200)) <= 0.25
     assert min(backoff_delay(0, hint=1.5) for _ in range(50)) >= 1.5
+
+
+def test_backoff_spreads_returns_over_the_servers_window() -> None:
+    delays = [backoff_delay(0, hint=1.0, spread=2.0) for _ in range(400)]
+    assert all(1.0 <= d <= 3.0 for d in delays)
+    assert max(delays) - min(delays) > 1.5  # spread over the window, not bunched at the hint

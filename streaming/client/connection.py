@@ -55,10 +55,16 @@ class Stats:
 
 
 def backoff_delay(
-    attempt: int, *, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP, hint: float = 0.0
+    attempt: int,
+    *,
+    base: float = BACKOFF_BASE,
+    cap: float = BACKOFF_CAP,
+    hint: float = 0.0,
+    spread: float = 0.0,
 ) -> float:
-    """Full-jitter exponential backoff, never sooner than the server's `retry_after_ms` hint."""
-    return max(hint, random.uniform(0.0, min(cap, base * 2**attempt)))
+    """Full-jitter exponential backoff, never sooner than the server's `retry_after_ms` hint plus a
+    random share of its `spread_ms` window (so a restarted worker's clients do not return at once)."""
+    return max(hint + random.uniform(0.0, spread), random.uniform(0.0, min(cap, base * 2**attempt)))
 
 
 class StreamClient:
@@ -104,6 +110,7 @@ class StreamClient:
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._retry_hint = 0.0
+        self._retry_spread = 0.0
         self._lost_at: float | None = None
         self._opened_at = 0.0
         self._auth_retried = False
@@ -208,8 +215,11 @@ class StreamClient:
                 return
             if self._opened_at and time.monotonic() - self._opened_at >= STABLE_AFTER:
                 attempt = 0
-            hint, self._retry_hint = self._retry_hint, 0.0
-            delay = backoff_delay(attempt, base=self.backoff_base, cap=self.backoff_cap, hint=hint)
+            hint, spread = self._retry_hint, self._retry_spread
+            self._retry_hint = self._retry_spread = 0.0
+            delay = backoff_delay(
+                attempt, base=self.backoff_base, cap=self.backoff_cap, hint=hint, spread=spread
+            )
             attempt += 1
             logger.info("stream connection closed (%s %s); reconnecting in %.2fs", code, reason, delay)
             self._lost_at = self._lost_at or time.monotonic()
@@ -322,6 +332,7 @@ class StreamClient:
             self._on_event(msg)
         elif kind == p.RECONNECT:
             self._retry_hint = float(msg.get("retry_after_ms") or 0) / 1000
+            self._retry_spread = float(msg.get("spread_ms") or 0) / 1000
         elif kind == p.TOKEN_EXPIRING:
             self._spawn(self._refresh_from_provider())
         elif msg.get("id") in self._subscribing:

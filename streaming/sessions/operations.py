@@ -16,7 +16,7 @@ from streaming.bus.control import operation
 from streaming.conf import streaming_settings
 from streaming.delivery.worker import Worker
 from streaming.models import ServiceConfig
-from streaming.sessions import access, auth, drain, limits
+from streaming.sessions import access, auth, drain, limits, tickets
 from streaming.sessions.connection import Connection
 from streaming.wire import messages
 from streaming.wire import protocol as p
@@ -56,6 +56,7 @@ def close_matching(worker: Worker, fields: dict[str, Any]) -> None:
     """Close the sessions of a token (checksum), a user or a list of session ids."""
     if fields.get("checksum"):
         auth.forget(fields["checksum"])
+        tickets.note(tickets.marks_for(checksum=fields["checksum"]))
     sessions = set(fields.get("sessions") or ())
     code, reason = int(fields.get("code", p.CLOSE_FORBIDDEN)), str(fields.get("reason", "Closed."))
     for conn in list(worker.connections.values()):
@@ -85,6 +86,7 @@ async def recheck(worker: Worker, fields: dict[str, Any]) -> None:
     user_ids = set(fields.get("user_ids") or ())
     everyone = bool(fields.get("all"))
     auth.forget()
+    tickets.note(tickets.marks_for(user_ids=user_ids, everyone=everyone))
     for conn in list(worker.connections.values()):
         grant = conn.grant
         if grant is None or not (everyone or grant.principal.user_id in user_ids):
