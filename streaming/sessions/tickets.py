@@ -16,6 +16,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -31,6 +32,8 @@ from streaming.delivery.worker import Worker
 from streaming.services import Principal
 from streaming.sessions.auth import AuthError, Grant, reverify
 from streaming.wire.protocol import CLOSE_UNAUTHENTICATED
+
+logger = logging.getLogger(__name__)
 
 KEY_CONTEXT = b"widgetapp.streaming.ticket."
 #: Tickets issued up to this long after a user's mark are judged afresh too: a worker that had not yet
@@ -164,8 +167,11 @@ def mark(backend: Backend, marks: list[str]) -> None:
     if not marks or not streaming_settings.TICKET_SECONDS:
         return
     at = time.time()
-    for name in marks:
-        backend.mark_stale(name, at, 2 * streaming_settings.TICKET_SECONDS)
+    try:
+        for name in marks:
+            backend.mark_stale(name, at, 2 * streaming_settings.TICKET_SECONDS)
+    except Exception:  # the control bus still carries the change to every running worker
+        logger.warning("Could not record stale ticket marks in the backend", exc_info=True)
     note(marks, at)
 
 
