@@ -14,11 +14,12 @@ class StreamingConfig(AppConfig):
         from streaming.ops import records
         from streaming.server.daphne import reactor_of
         from streaming.services import load, notifications  # noqa: F401 - registered by name
-        from streaming.sessions import drain, lifecycle, operations, pending
+        from streaming.sessions import drain, lifecycle, operations, pending, tickets
 
         # Everything a worker runs from its start, in order.
         on_start(control.start)  # control-bus listener
         on_start(operations.start)  # disabled services, limit overrides and stream options
+        on_start(tickets.start)  # stale-ticket marks set while this worker was not listening
         on_start(lambda worker: worker.duties.append(lifecycle.slot_duty()))  # per-owner slots
         on_start(lambda worker: worker.duties.append(pending.failure_duty))  # failure summaries
         on_start(audit.start)  # audit log flushes

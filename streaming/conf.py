@@ -39,6 +39,9 @@ DEFAULTS: dict[str, Any] = {
     "TOKEN_EXPIRY_WARNING": 60.0,
     # Seconds a verified token is cached per worker (revocation is pushed, so this is safe).
     "TOKEN_CACHE_SECONDS": 30.0,
+    # Lifetime of the resume ticket handed out in `welcome`/`authenticated` (seconds; never beyond
+    # the token's expiry); 0 = no tickets. Ticket keys rotate every TICKET_SECONDS.
+    "TICKET_SECONDS": 3600.0,
     # History retention per stream: keep the last N events and everything younger than S seconds.
     "HISTORY_MAX_EVENTS": 1000,
     "HISTORY_MIN_SECONDS": 600,
@@ -85,6 +88,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_OUTBOUND_BYTES": 1024 * 1024,
     # Retry hint sent with 4013 closes, in milliseconds.
     "OVERLOAD_RETRY_MS": 2000,
+    # Window over which clients told to `reconnect` spread their return after retry_after_ms
+    # (sent as `spread_ms`; each client waits a random share of it).
+    "RECONNECT_SPREAD_MS": 2000,
     # Drain window: a draining worker spreads its 4012 closes over this many seconds.
     "DRAIN_SECONDS": 5.0,
     # Seconds between worker heartbeats (load snapshot, session flush, sweep of dead workers).

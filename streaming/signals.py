@@ -13,7 +13,9 @@ from oauth2_provider.models import get_access_token_model, get_application_model
 
 from accounts.signals import approval_changed, authorization_refused, is_token_rotation
 from streaming.bus import control
+from streaming.delivery.backend import get_backend
 from streaming.models import AuditEntry, ServiceConfig
+from streaming.sessions import tickets
 from streaming.wire.protocol import CLOSE_UNAUTHENTICATED
 
 
@@ -27,16 +29,31 @@ def token_revoked(sender: Any, instance: Any, **kwargs: Any) -> None:
         return
     if instance.expires is not None and instance.expires <= timezone.now():
         return  # expired (e.g. cleartokens): its sockets were closed at expiry; no broadcast per row
-    transaction.on_commit(
-        lambda: control.broadcast(
-            "close", checksum=checksum, code=CLOSE_UNAUTHENTICATED, reason="Token revoked."
-        )
+    transaction.on_commit(lambda: _revoked(checksum))
+
+
+def _revoked(checksum: str) -> None:
+    """Tickets of the token are refused from now on (marked first), then its sockets close."""
+    tickets.mark(get_backend(), tickets.marks_for(checksum=checksum))
+    control.broadcast("close", checksum=checksum, code=CLOSE_UNAUTHENTICATED, reason="Token revoked.")
+
+
+def recheck(**fields: list[int]) -> None:
+    """Re-judge the matching connections, and the tickets they reconnect with, on every worker.
+
+    The marks go to the backend first, so a worker starting meanwhile refuses stale tickets too;
+    an application's tickets carry no user to mark, so its change marks every ticket issued before.
+    """
+    marks = tickets.marks_for(
+        user_ids=fields.get("user_ids", ()), everyone=bool(fields.get("application_ids"))
     )
+    tickets.mark(get_backend(), marks)
+    control.broadcast("recheck", **fields)
 
 
 def recheck_after_commit(**fields: list[int]) -> None:
-    """Re-judge the matching connections on every worker once the change is committed."""
-    transaction.on_commit(lambda: control.broadcast("recheck", **fields))
+    """`recheck` once the change is committed."""
+    transaction.on_commit(lambda: recheck(**fields))
 
 
 @receiver(post_save, sender=get_user_model(), dispatch_uid="streaming.user_saved")
@@ -59,7 +76,7 @@ def application_changed(sender: Any, instance: Any, **kwargs: Any) -> None:
 
 @receiver(approval_changed, dispatch_uid="streaming.approval_changed")
 def approval(sender: Any, user_ids: frozenset[int], **kwargs: Any) -> None:
-    control.broadcast("recheck", user_ids=sorted(user_ids))
+    recheck(user_ids=sorted(user_ids))
 
 
 @receiver(post_save, sender=ServiceConfig, dispatch_uid="streaming.service_switched")

@@ -353,3 +353,9 @@ async def test_the_latest_value_is_delivered_and_marked() -> None:
     _, live = stream.on_event({**head, "seq": 6, "data": {"cpu": 4}})
     assert latest == Event("load", "all", "e", 5, {"cpu": 3}, latest=True)
     assert live is not None and not live.latest
+
+
+def test_backoff_spreads_returns_over_the_servers_window() -> None:
+    delays = [backoff_delay(0, hint=1.0, spread=2.0) for _ in range(400)]
+    assert all(1.0 <= d <= 3.0 for d in delays)
+    assert max(delays) - min(delays) > 1.5  # spread over the window, not bunched at the hint

@@ -391,7 +391,12 @@ async def test_slow_reader_is_cut_off_before_server_memory_grows(daphne_factory,
     # reading again now drains what was sent before the cut: the reconnect hint, then 4013
     code, seen = await close_code(ws, timeout=10)
     assert code == 4013
-    assert seen[-1] == {"type": "reconnect", "reason": "slow_consumer", "retry_after_ms": 2000}
+    assert seen[-1] == {
+        "type": "reconnect",
+        "reason": "slow_consumer",
+        "retry_after_ms": 2000,
+        "spread_ms": 2000,
+    }
     assert all(m["type"] == "event" for m in seen[:-1]) and len(seen) - 1 <= published
     rows = await audit_rows(kind="limit", close_code=4013)
     assert rows[0].detail == "Slow consumer: outbound buffer full." and rows[0].user_id == alice.pk
@@ -583,7 +588,8 @@ async def test_admission_control_answers_4013_with_retry_hint(daphne_factory, se
     async with await welcomed(server, token):
         async with connect(server, token) as refused:
             code, seen = await close_code(refused)
-    assert (code, seen) == (4013, [{"type": "reconnect", "reason": "overloaded", "retry_after_ms": 2000}])
+    reconnect = {"type": "reconnect", "reason": "overloaded", "retry_after_ms": 2000, "spread_ms": 2000}
+    assert (code, seen) == (4013, [reconnect])
     async with connect(server) as unauthenticated:  # a socket waiting to authenticate counts too
         await asyncio.sleep(0.2)
         async with connect(server, token) as refused:

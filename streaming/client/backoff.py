@@ -13,7 +13,13 @@ STABLE_AFTER = 10.0
 
 
 def backoff_delay(
-    attempt: int, *, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP, hint: float = 0.0
+    attempt: int,
+    *,
+    base: float = BACKOFF_BASE,
+    cap: float = BACKOFF_CAP,
+    hint: float = 0.0,
+    spread: float = 0.0,
 ) -> float:
-    """Full-jitter exponential backoff, never sooner than the server's `retry_after_ms` hint."""
-    return max(hint, random.uniform(0.0, min(cap, base * 2**attempt)))
+    """Full-jitter exponential backoff, never sooner than the server's `retry_after_ms` hint plus a
+    random share of its `spread_ms` window (so a restarted worker's clients do not return at once)."""
+    return max(hint + random.uniform(0.0, spread), random.uniform(0.0, min(cap, base * 2**attempt)))

@@ -115,6 +115,16 @@ class Backend(ABC):
     async def previous_session(self, checksum: str) -> str:
         """The session last closed with this token checksum, or "" (none, or too long ago)."""
 
+    # Stale-ticket marks -----------------------------------------------------------------------
+
+    @abstractmethod
+    def mark_stale(self, mark: str, at: float, keep: float) -> None:
+        """Record that tickets of `mark` issued before `at` are stale, for `keep` s; any thread."""
+
+    @abstractmethod
+    async def stale_marks(self) -> dict[str, float]:
+        """Every mark recorded in the last `keep` seconds and when it was set."""
+
     # Lifecycle -------------------------------------------------------------------------------
 
     async def ping(self) -> None:  # noqa: B027 - an in-process backend is always reachable

@@ -60,6 +60,7 @@ class MemoryBackend(Backend):
         self._closed: dict[str, tuple[float, str]] = {}
         self._presence: dict[StreamKey, dict[str, float]] = {}
         self._presence_versions: dict[StreamKey, int] = {}
+        self._marks: dict[str, tuple[float, float]] = {}
 
     def _log(self, key: StreamKey) -> _MemoryLog:
         log = self._logs.get(key)
@@ -223,3 +224,10 @@ class MemoryBackend(Backend):
     async def previous_session(self, checksum: str) -> str:
         at, session_id = self._closed.get(checksum, (0.0, ""))
         return session_id if time.monotonic() - at < RESUME_MEMORY_SECONDS else ""
+
+    def mark_stale(self, mark: str, at: float, keep: float) -> None:
+        self._marks[mark] = (at, at + keep)
+
+    async def stale_marks(self) -> dict[str, float]:
+        now = time.time()
+        return {mark: at for mark, (at, until) in self._marks.items() if until > now}

@@ -322,6 +322,16 @@ class RedisBackend(Backend):
 
     # Lifecycle -------------------------------------------------------------------------------
 
+    def mark_stale(self, mark: str, at: float, keep: float) -> None:
+        key = f"{self.prefix}:ticket-marks"
+        with self.sync_client.pipeline() as pipe:
+            pipe.zadd(key, {mark: at}).zremrangebyscore(key, "-inf", time.time() - keep)
+            pipe.expire(key, int(keep) + 1).execute()
+
+    async def stale_marks(self) -> dict[str, float]:
+        marks = await self.client.zrange(f"{self.prefix}:ticket-marks", 0, -1, withscores=True)
+        return {_text(mark): float(at) for mark, at in marks}
+
     async def ping(self) -> None:
         await asyncio.wait_for(self.client.ping(), 1.0)
 

@@ -142,7 +142,8 @@ class Connection:
         """Tell the client to come back after `retry_after_ms`, then close (4012/4013)."""
         if self.closing:
             return
-        self.writer.write_last(encode(messages.reconnect(reason, retry_after_ms)).encode())
+        spread = int(streaming_settings.RECONNECT_SPREAD_MS)
+        self.writer.write_last(encode(messages.reconnect(reason, retry_after_ms, spread)).encode())
         self.close(code, reason)
 
     def overflow(self) -> None:

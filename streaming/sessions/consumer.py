@@ -16,7 +16,7 @@ from streaming.delivery.options import stream_options
 from streaming.delivery.worker import get_worker
 from streaming.server import daphne
 from streaming.server.writer import make_writer
-from streaming.sessions import access, lifecycle, limits, pending, presence, subscriptions
+from streaming.sessions import access, lifecycle, limits, pending, presence, subscriptions, tickets
 from streaming.sessions.auth import AuthError, Grant, cached_grant, verify_token
 from streaming.sessions.connection import Connection, iso
 from streaming.sessions.handshake import Handshake, HandshakeError
@@ -66,9 +66,9 @@ class StreamConsumer(AsyncConsumer):
             return
         if shake.error:
             lifecycle.refuse(conn, p.CLOSE_UNAUTHENTICATED, shake.error)
-        elif shake.token:
+        elif shake.token or shake.ticket:
             self._pending(True)
-            await self._authenticate(shake.token, None)
+            await self._authenticate(shake.token, None, shake.ticket)
         elif lifecycle.admit_silent(self.worker, conn):
             # No token yet: it must say something soon, and authenticate within AUTH_TIMEOUT.
             self._pending(True)
@@ -96,19 +96,24 @@ class StreamConsumer(AsyncConsumer):
         if self.conn is not None and self.conn.grant is None and not self.conn.closing:
             lifecycle.refuse(self.conn, p.CLOSE_UNAUTHENTICATED, "Authentication timed out.")
 
-    async def _verify(self, token: str) -> Grant | None:
+    async def _verify(self, token: str | None, ticket: str | None = None) -> Grant | None:
         assert self.conn is not None
         try:
+            if ticket is not None:  # a reconnect: no database, unless its user changed meanwhile
+                return await tickets.verify(ticket)
+            assert token is not None
             # A cached grant needs no thread hop: connect storms with one token stay on the loop.
             return cached_grant(token) or await database_sync_to_async(verify_token)(token)
         except AuthError as refused:
             lifecycle.refuse(self.conn, refused.code, refused.reason, refused)
             return None
 
-    async def _authenticate(self, token: str, msg_id: str | int | None) -> None:
+    async def _authenticate(
+        self, token: str | None, msg_id: str | int | None, ticket: str | None = None
+    ) -> None:
         conn = self.conn
         assert conn is not None
-        grant = await self._verify(token)
+        grant = await self._verify(token, ticket)
         if grant is None or conn.closing:  # refused, or timed out while the database answered
             return
         if self.auth_timer is not None:
@@ -129,7 +134,8 @@ class StreamConsumer(AsyncConsumer):
         conn.watch_expiry()
         await drop_disallowed(self.worker, conn)
         services = access.allowed_services(grant.principal)
-        conn.send_message(messages.authenticated(iso(grant.expires_at), services, msg_id))
+        ticket = tickets.issue(grant)
+        conn.send_message(messages.authenticated(iso(grant.expires_at), services, msg_id, ticket))
 
     # Messages --------------------------------------------------------------------------------
 
@@ -204,9 +210,12 @@ class StreamConsumer(AsyncConsumer):
         conn = self.conn
         assert conn is not None
         if msg.type == p.AUTH:
-            assert msg.token is not None
             if conn.grant is None:
-                await self._authenticate(msg.token, msg.id)
+                await self._authenticate(msg.token, msg.id, msg.ticket)
+            elif msg.token is None:
+                raise ProtocolError(
+                    p.BAD_REQUEST, "A ticket only opens a connection; refresh with a token.", msg.id
+                )
             else:
                 await self._refresh(msg.token, msg.id)
             return

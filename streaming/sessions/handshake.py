@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from streaming.conf import streaming_settings
-from streaming.wire.protocol import BEARER_PREFIX, SUBPROTOCOL
+from streaming.wire.protocol import BEARER_PREFIX, SUBPROTOCOL, TICKET_PREFIX
 
 QUERY_TOKEN_NAMES = ("access_token", "token")
 
@@ -25,6 +25,8 @@ class Handshake:
     origin: str | None
     subprotocol: str | None
     token: str | None
+    #: A resume ticket offered as a `ticket.<ticket>` subprotocol instead of a token.
+    ticket: str | None
     error: str | None
     remote: str
     user_agent: str
@@ -40,6 +42,7 @@ class Handshake:
         offered: list[str] = list(scope.get("subprotocols") or [])
         subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
         tokens = [item[len(BEARER_PREFIX) :] for item in offered if item.startswith(BEARER_PREFIX)]
+        tickets = [item[len(TICKET_PREFIX) :] for item in offered if item.startswith(TICKET_PREFIX)]
         scheme, _, credentials = headers.get(b"authorization", b"").decode("latin1").partition(" ")
         if scheme.lower() == "bearer":
             tokens.append(credentials.strip())
@@ -50,15 +53,16 @@ class Handshake:
             error = "Tokens in the URL are refused; use the Authorization header or subprotocol."
         else:
             tokens.extend(query_tokens)
-        if error is None and not all(tokens):
+        if error is None and not all(tokens + tickets):
             error = "Empty token offered."
-        elif error is None and len(tokens) > 1:
+        elif error is None and len(tokens) + len(tickets) > 1:
             error = "More than one token offered."
         client = scope.get("client") or ("", 0)
         return cls(
             origin=origin,
             subprotocol=subprotocol,
             token=tokens[0] if len(tokens) == 1 else None,
+            ticket=tickets[0] if len(tickets) == 1 else None,
             error=error,
             remote=str(client[0]),
             user_agent=headers.get(b"user-agent", b"").decode("latin1")[:200],

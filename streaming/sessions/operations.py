@@ -18,7 +18,7 @@ from streaming.conf import streaming_settings
 from streaming.delivery import options
 from streaming.delivery.worker import Worker
 from streaming.models import ServiceConfig, StreamOptions
-from streaming.sessions import access, auth, drain, limits
+from streaming.sessions import access, auth, drain, limits, tickets
 from streaming.sessions.connection import Connection
 from streaming.sessions.subscriptions import drop_disallowed, resume_service
 from streaming.wire import protocol as p
@@ -41,6 +41,7 @@ def close_matching(worker: Worker, fields: dict[str, Any]) -> None:
     """Close the sessions of a token (checksum), a user or a list of session ids."""
     if fields.get("checksum"):
         auth.forget(fields["checksum"])
+        tickets.note(tickets.marks_for(checksum=fields["checksum"]))
     sessions = set(fields.get("sessions") or ())
     code, reason = int(fields.get("code", p.CLOSE_FORBIDDEN)), str(fields.get("reason", "Closed."))
     for conn in list(worker.connections.values()):
@@ -92,6 +93,7 @@ async def recheck(worker: Worker, fields: dict[str, Any]) -> None:
     application_ids = set(fields.get("application_ids") or ())
     everyone = bool(fields.get("all"))
     auth.forget()
+    tickets.note(tickets.marks_for(user_ids=user_ids, everyone=everyone or bool(application_ids)))
     for conn in list(worker.connections.values()):
         grant = conn.grant
         if grant is None or not (everyone or _affected(conn, user_ids, application_ids)):

@@ -29,7 +29,7 @@ from streaming.sessions import access, lifecycle
 from streaming.sessions.auth import AuthError, Grant, cached_grant, verify_token
 from streaming.sessions.connection import Connection
 from streaming.sessions.handshake import Handshake, HandshakeError
-from streaming.sessions.tickets import ticket_issue, ticket_redeem
+from streaming.sessions.sse_tickets import ticket_issue, ticket_redeem
 from streaming.wire import messages
 from streaming.wire import protocol as p
 from streaming.wire.protocol import ProtocolError

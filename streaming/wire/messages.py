@@ -16,6 +16,7 @@ class Welcome(TypedDict):
     services: list[str]
     expires_at: str
     id: NotRequired[str | int]
+    ticket: NotRequired[str]
 
 
 class Authenticated(TypedDict):
@@ -23,6 +24,7 @@ class Authenticated(TypedDict):
     expires_at: str
     services: list[str]
     id: NotRequired[str | int]
+    ticket: NotRequired[str]
 
 
 class Subscribed(TypedDict):
@@ -64,6 +66,7 @@ class Reconnect(TypedDict):
     type: Literal["reconnect"]
     reason: str
     retry_after_ms: int
+    spread_ms: NotRequired[int]
 
 
 class TokenExpiring(TypedDict):
@@ -120,7 +123,12 @@ def _with_id(message: Any, msg_id: MsgId) -> Any:
 
 
 def welcome(
-    session: str, heartbeat: float, services: list[str], expires_at: str, msg_id: MsgId = None
+    session: str,
+    heartbeat: float,
+    services: list[str],
+    expires_at: str,
+    msg_id: MsgId = None,
+    ticket: str | None = None,
 ) -> Welcome:
     msg: Welcome = {
         "type": "welcome",
@@ -129,11 +137,17 @@ def welcome(
         "services": services,
         "expires_at": expires_at,
     }
+    if ticket:
+        msg["ticket"] = ticket
     return _with_id(msg, msg_id)
 
 
-def authenticated(expires_at: str, services: list[str], msg_id: MsgId = None) -> Authenticated:
+def authenticated(
+    expires_at: str, services: list[str], msg_id: MsgId = None, ticket: str | None = None
+) -> Authenticated:
     msg: Authenticated = {"type": "authenticated", "expires_at": expires_at, "services": services}
+    if ticket:
+        msg["ticket"] = ticket
     return _with_id(msg, msg_id)
 
 
@@ -171,8 +185,11 @@ def error(code: str, message: str, msg_id: MsgId = None) -> Error:
     return _with_id(Error(type="error", code=code, message=message), msg_id)
 
 
-def reconnect(reason: str, retry_after_ms: int) -> Reconnect:
-    return {"type": "reconnect", "reason": reason, "retry_after_ms": retry_after_ms}
+def reconnect(reason: str, retry_after_ms: int, spread_ms: int = 0) -> Reconnect:
+    msg: Reconnect = {"type": "reconnect", "reason": reason, "retry_after_ms": retry_after_ms}
+    if spread_ms:
+        msg["spread_ms"] = spread_ms
+    return msg
 
 
 def token_expiring(expires_at: str, expires_in: int) -> TokenExpiring:

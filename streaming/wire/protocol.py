@@ -16,6 +16,7 @@ from streaming.wire import delta as deltas
 
 SUBPROTOCOL = "widgetapp.v1"
 BEARER_PREFIX = "bearer."
+TICKET_PREFIX = "ticket."
 
 # Client -> server message types.
 SUBSCRIBE = "subscribe"
@@ -103,6 +104,8 @@ class ClientMessage:
     presence: bool = False
     #: `subscribe` only: the delta format asked for ("fossil"), if any.
     delta: str | None = None
+    #: `auth` only: a resume ticket instead of a token.
+    ticket: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -185,11 +188,21 @@ def decode(text: str) -> ClientMessage:
         msg.action = _name(obj, "action", msg_id, required=True)
         msg.data = obj.get("data")
     elif kind == AUTH:
-        token = obj.get("token")
-        if not isinstance(token, str) or not token:
-            raise ProtocolError(BAD_REQUEST, "'token' must be a non-empty string.", msg_id)
-        msg.token = token
+        _credential(obj, msg)
     return msg
+
+
+def _credential(obj: dict[str, Any], msg: ClientMessage) -> None:
+    """`auth` carries exactly one of `token` and `ticket` (a ticket only opens a connection)."""
+    token, ticket = obj.get("token"), obj.get("ticket")
+    if ticket is not None and token is None:
+        if not isinstance(ticket, str) or not ticket:
+            raise ProtocolError(BAD_REQUEST, "'ticket' must be a non-empty string.", msg.id)
+        msg.ticket = ticket
+        return
+    if not isinstance(token, str) or not token or ticket is not None:
+        raise ProtocolError(BAD_REQUEST, "'token' must be a non-empty string (and no 'ticket').", msg.id)
+    msg.token = token
 
 
 def encode(message: Mapping[str, Any]) -> str:

@@ -33,12 +33,15 @@ export const State = Object.freeze({
   CLOSED: "closed",
 });
 
-/** Full-jitter exponential backoff in ms, never sooner than the server's `retry_after_ms` hint. */
+/**
+ * Full-jitter exponential backoff in ms, never sooner than the server's `retry_after_ms` hint plus
+ * a random share of its `spread_ms` window (so a restarted worker's clients do not return at once).
+ */
 export function backoffDelay(
   attempt,
-  { baseMs = BACKOFF_BASE_MS, capMs = BACKOFF_CAP_MS, hintMs = 0, random = Math.random } = {},
+  { baseMs = BACKOFF_BASE_MS, capMs = BACKOFF_CAP_MS, hintMs = 0, spreadMs = 0, random = Math.random } = {},
 ) {
-  return Math.max(hintMs, random() * Math.min(capMs, baseMs * 2 ** attempt));
+  return Math.max(hintMs + random() * spreadMs, random() * Math.min(capMs, baseMs * 2 ** attempt));
 }
 
 /**
@@ -78,6 +81,7 @@ export class StreamClient extends EventTarget {
     this._nextId = 1;
     this._attempt = 0;
     this._retryHintMs = 0;
+    this._retrySpreadMs = 0;
     this._lostAt = null;
     this._openedAt = 0;
     this._authRetried = false;
@@ -174,8 +178,10 @@ export class StreamClient extends EventTarget {
     noteOpened(this, this._openedAt !== 0);
     if (this._openedAt && Date.now() - this._openedAt >= STABLE_AFTER_MS) this._attempt = 0;
     const { backoffBaseMs: baseMs, backoffCapMs: capMs, random } = this.options;
-    const delay = backoffDelay(this._attempt++, { baseMs, capMs, hintMs: this._retryHintMs, random });
-    this._retryHintMs = 0;
+    const hintMs = this._retryHintMs;
+    const spreadMs = this._retrySpreadMs;
+    const delay = backoffDelay(this._attempt++, { baseMs, capMs, hintMs, spreadMs, random });
+    this._retryHintMs = this._retrySpreadMs = 0;
     this._openedAt = 0;
     this._lostAt ??= Date.now();
     this._setState(State.RECONNECTING);
@@ -287,7 +293,10 @@ export class StreamClient extends EventTarget {
     if (msg.type === "ping") this._send(ws, { type: "pong", ...(msg.id !== undefined && { id: msg.id }) });
     else if (msg.type === "welcome") this._onWelcome(ws, msg);
     else if (msg.type === "event") this._onEvent(msg, data);
-    else if (msg.type === "reconnect") this._retryHintMs = Number(msg.retry_after_ms) || 0;
+    else if (msg.type === "reconnect") {
+      this._retryHintMs = Number(msg.retry_after_ms) || 0;
+      this._retrySpreadMs = Number(msg.spread_ms) || 0;
+    }
     else if (msg.type === "token_expiring") this.refresh().catch(reportRefreshFailure);
     else if (msg.type === "subscribed" && msg.id === undefined) this._onUnrequestedSubscribed(msg);
     else this._onReply(msg);
