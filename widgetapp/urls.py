@@ -8,6 +8,9 @@ from widgetapp import views
 admin.site.site_header = "WidgetApp Streaming"
 admin.site.site_title = "WidgetApp Streaming"
 admin.site.index_title = "Administration"
+# The live sessions and workers lists need the width the app sidebar would take on laptop screens;
+# the breadcrumbs and the index page lead everywhere the sidebar did.
+admin.site.enable_nav_sidebar = False
 
 urlpatterns = [
     path("", views.home, name="home"),
