@@ -10,7 +10,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 PYTEST_ARGS ?=
 
-.PHONY: run test check lint venv services chromium migrate seed serve restart scale stop site site-stop bench
+.PHONY: run test check lint venv services chromium migrate seed serve restart scale stop site site-stop bench docs
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -84,6 +84,10 @@ lint: venv
 check: lint
 	env -u DATABASE_URL -u REDIS_URL DJANGO_DEBUG=1 $(VENV)/bin/pytest -q -p no:cacheprovider \
 		-m "not slow and not process and not services and not browser" $(PYTEST_ARGS)
+
+## The documentation as a site in site/ (MkDocs, Material theme); fails on any warning or broken link.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 ## Benchmarks side by side (ours, raw websockets ceiling, naive Channels); see bench/README.md.
 bench: venv services
