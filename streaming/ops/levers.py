@@ -2,7 +2,7 @@
 
 They work while the workers are saturated: they read and write PostgreSQL and reach the workers
 over the control bus (Redis), never through a worker's HTTP port. The other levers are in
-streaming/mitigation.py, shared with the admin.
+streaming/ops/admin_actions.py, shared with the admin.
 """
 
 from __future__ import annotations
