@@ -213,9 +213,13 @@ def test_pkce_sign_in_shows_widgets_and_live_changes(site: Site, page: Any) -> N
     expect(page.locator("#connection-state")).to_have_attribute("data-state", "open")
     expect(rows).to_have_count(4)
     off_loop(ServiceConfig.objects.update_or_create, name="widgets", defaults={"enabled": False})
-    widgets_service = page.locator('li[data-service="widgets"] .availability')
-    expect(widgets_service).to_have_text("not available", timeout=2000)
-    expect(page.locator("#widgets .unavailable")).to_contain_text("service_disabled")
+    paused = page.locator("#widgets .unavailable")
+    expect(paused).to_contain_text("paused by an administrator", timeout=2000)
+    expect(page.locator("#widgets")).to_have_attribute("data-available", "paused")
+    off_loop(lambda: Widget.objects.create(name="Thingamajig", colour="red", quantity=1))  # while paused
+    off_loop(ServiceConfig.objects.update_or_create, name="widgets", defaults={"enabled": True})
+    expect(paused).to_be_hidden(timeout=2000)  # enabled again: resumed, with what it missed
+    expect(rows).to_have_count(5, timeout=2000)
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url(f"{site.url}/")
     assert page.evaluate("sessionStorage.getItem('widgetapp.oauth.tokens')") is None
