@@ -21,6 +21,17 @@ DEFAULTS: dict[str, Any] = {
     "REDIS_PREFIX": "widgetapp",
     # Origins allowed to open a browser websocket (exact scheme://host[:port] matches).
     "ALLOWED_ORIGINS": ["http://127.0.0.1:8000", "http://localhost:8000"],
+    # Networks (CIDRs) allowed to read /readyz and /metrics without a token; /healthz is public.
+    "OPS_ALLOWED_NETWORKS": [
+        "127.0.0.0/8",
+        "::1/128",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "fc00::/7",
+    ],
+    # Bearer token that opens /readyz and /metrics from any address; empty = networks only.
+    "OPS_TOKEN": "",
     # Accept ?access_token= on the websocket URL. Off: URLs end up in logs.
     "ALLOW_QUERY_STRING_TOKEN": False,
     # Seconds an SSE ticket (from POST /sse/ticket/) may be used for, once, to open /sse/stream/.
