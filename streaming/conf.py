@@ -85,6 +85,10 @@ DEFAULTS: dict[str, Any] = {
     # Client messages per second per connection (token bucket rate and burst).
     "MESSAGES_PER_SECOND": 20.0,
     "MESSAGES_BURST": 40,
+    # `request` messages per second per connection (their own token bucket, on top of the above):
+    # a request may cost a database query, a ping does not.
+    "REQUESTS_PER_SECOND": 5.0,
+    "REQUESTS_BURST": 10,
     # Rate-limited messages in a row after which the connection is closed with 4429.
     "RATE_LIMIT_STRIKES": 50,
     # Invalid messages in a row after which the connection is closed with 4400.

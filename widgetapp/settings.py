@@ -234,6 +234,8 @@ STREAMING: dict[str, object] = {
             "SERVICE_PUBLISH_PER_SECOND": float,
             "MESSAGES_PER_SECOND": float,
             "MESSAGES_BURST": int,
+            "REQUESTS_PER_SECOND": float,
+            "REQUESTS_BURST": int,
             "RATE_LIMIT_STRIKES": int,
             "MAX_SUBSCRIPTIONS": int,
             "MAX_CONNECTIONS_PER_USER": int,
