@@ -56,6 +56,9 @@ DEFAULTS: dict[str, Any] = {
     # History retention per stream: keep the last N events and everything younger than S seconds.
     "HISTORY_MAX_EVENTS": 1000,
     "HISTORY_MIN_SECONDS": 600,
+    # Seconds a stream's history and position stay in Redis after its last event (at least
+    # HISTORY_MIN_SECONDS); an expired stream starts a new epoch at its next event.
+    "STREAM_IDLE_EXPIRY_SECONDS": 7 * 24 * 3600,
     # Hard cap on events kept per stream, whatever their age (protects Redis memory).
     "HISTORY_HARD_MAX_EVENTS": 100_000,
     # Bytes of event frames kept per stream, whatever their age; 0 = no byte cap.
