@@ -21,6 +21,17 @@ DEFAULTS: dict[str, Any] = {
     "REDIS_PREFIX": "widgetapp",
     # Origins allowed to open a browser websocket (exact scheme://host[:port] matches).
     "ALLOWED_ORIGINS": ["http://127.0.0.1:8000", "http://localhost:8000"],
+    # Networks (CIDRs) allowed to read /readyz and /metrics without a token; /healthz is public.
+    "OPS_ALLOWED_NETWORKS": [
+        "127.0.0.0/8",
+        "::1/128",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "fc00::/7",
+    ],
+    # Bearer token that opens /readyz and /metrics from any address; empty = networks only.
+    "OPS_TOKEN": "",
     # Accept ?access_token= on the websocket URL. Off: URLs end up in logs.
     "ALLOW_QUERY_STRING_TOKEN": False,
     # Seconds an SSE ticket (from POST /sse/ticket/) may be used for, once, to open /sse/stream/.
@@ -45,6 +56,9 @@ DEFAULTS: dict[str, Any] = {
     # History retention per stream: keep the last N events and everything younger than S seconds.
     "HISTORY_MAX_EVENTS": 1000,
     "HISTORY_MIN_SECONDS": 600,
+    # Seconds a stream's history and position stay in Redis after its last event (at least
+    # HISTORY_MIN_SECONDS); an expired stream starts a new epoch at its next event.
+    "STREAM_IDLE_EXPIRY_SECONDS": 7 * 24 * 3600,
     # Hard cap on events kept per stream, whatever their age (protects Redis memory).
     "HISTORY_HARD_MAX_EVENTS": 100_000,
     # Bytes of event frames kept per stream, whatever their age; 0 = no byte cap.
@@ -74,6 +88,10 @@ DEFAULTS: dict[str, Any] = {
     # Client messages per second per connection (token bucket rate and burst).
     "MESSAGES_PER_SECOND": 20.0,
     "MESSAGES_BURST": 40,
+    # `request` messages per second per connection (their own token bucket, on top of the above):
+    # a request may cost a database query, a ping does not.
+    "REQUESTS_PER_SECOND": 5.0,
+    "REQUESTS_BURST": 10,
     # Rate-limited messages in a row after which the connection is closed with 4429.
     "RATE_LIMIT_STRIKES": 50,
     # Invalid messages in a row after which the connection is closed with 4400.

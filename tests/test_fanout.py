@@ -27,7 +27,9 @@ class History:
     async def unlisten(self, key: StreamKey) -> None:
         return None
 
-    async def replay(self, key: StreamKey, since_epoch: str | None, since_seq: int) -> Replay:
+    async def replay(
+        self, key: StreamKey, since_epoch: str | None, since_seq: int, max_bytes: int = 0
+    ) -> Replay:
         head = len(self.payloads)
         if since_epoch is None:
             return Replay("e1", head, None)

@@ -55,6 +55,8 @@ def fuzz_settings(settings):
         "REDIS_URL": "",
         "MESSAGES_PER_SECOND": 100_000.0,
         "MESSAGES_BURST": 100_000,
+        "REQUESTS_PER_SECOND": 100_000.0,
+        "REQUESTS_BURST": 100_000,
         "INVALID_MESSAGE_STRIKES": 100_000,
     }
 

@@ -114,7 +114,13 @@ def test_grant_cache_is_swept_by_age_and_a_rotated_token_is_forgotten(alice, mon
 
 @pytest.mark.parametrize(
     ("limit", "value"),
-    [("MESSAGES_PER_SECOND", 0), ("MAX_SUBSCRIPTIONS", -1), ("MAX_OUTBOUND_BYTES", 10**12)],
+    [
+        ("MESSAGES_PER_SECOND", 0),
+        ("MAX_SUBSCRIPTIONS", -1),
+        ("MAX_OUTBOUND_BYTES", 10**12),
+        ("REQUESTS_PER_SECOND", 0),
+        ("REQUESTS_BURST", 10**6),
+    ],
 )
 def test_limit_overrides_outside_their_bounds_are_refused(db, limit, value):
     with pytest.raises(ValidationError):

@@ -216,6 +216,13 @@ STREAMING: dict[str, object] = {
     # Embedded default: other local processes publish through the running server over this socket.
     "LOCAL_SOCKET": os.environ.get("STREAMING_LOCAL_SOCKET", str(BASE_DIR / "run" / "streaming.sock")),
     "ALLOWED_ORIGINS": env_list("STREAMING_ALLOWED_ORIGINS", ",".join(PUBLIC_ORIGINS)),
+    # Who may read /readyz and /metrics (defaults in streaming/conf.py): networks and/or a token.
+    **({"OPS_TOKEN": os.environ["STREAMING_OPS_TOKEN"]} if os.environ.get("STREAMING_OPS_TOKEN") else {}),
+    **(
+        {"OPS_ALLOWED_NETWORKS": env_list("STREAMING_OPS_ALLOWED_NETWORKS", "")}
+        if os.environ.get("STREAMING_OPS_ALLOWED_NETWORKS")
+        else {}
+    ),
     # Limits and timeouts from STREAMING_<KEY> when set (defaults in streaming/conf.py).
     **{
         key: cast(os.environ[f"STREAMING_{key}"])
@@ -227,6 +234,8 @@ STREAMING: dict[str, object] = {
             "SERVICE_PUBLISH_PER_SECOND": float,
             "MESSAGES_PER_SECOND": float,
             "MESSAGES_BURST": int,
+            "REQUESTS_PER_SECOND": float,
+            "REQUESTS_BURST": int,
             "RATE_LIMIT_STRIKES": int,
             "MAX_SUBSCRIPTIONS": int,
             "MAX_CONNECTIONS_PER_USER": int,

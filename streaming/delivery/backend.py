@@ -44,8 +44,14 @@ class Backend(ABC):
         """`append` for code running on the worker's event loop."""
 
     @abstractmethod
-    async def replay(self, key: StreamKey, since_epoch: str | None, since_seq: int) -> Replay:
-        """The stream's head and, when `since_epoch` is given and still covered, the missed frames."""
+    async def replay(
+        self, key: StreamKey, since_epoch: str | None, since_seq: int, max_bytes: int = 0
+    ) -> Replay:
+        """The stream's head and, when `since_epoch` is given and still covered, the missed frames.
+
+        With `max_bytes`, missed frames that would add up to more are not read: the answer is then
+        "not recoverable" (refetch), as when history no longer holds them.
+        """
 
     # Announcements to this worker's hub ------------------------------------------------------
 

@@ -91,10 +91,12 @@ class Hub:
         latest: bool = False,
         *,
         delta: bool = False,
+        max_bytes: int = 0,
     ) -> tuple[Replay, bool]:
         """Join `key` (with deltas if `delta`); returns the replay answered and whether it was recovered.
 
-        With `latest` and no `since_epoch`, the replay starts with the newest event (marked).
+        With `latest` and no `since_epoch`, the replay starts with the newest event (marked). A replay
+        of more than `max_bytes` (the subscriber's outbound bound) is not recovered: refetch instead.
         The caller sends `subscribed` and then calls `finish_join`, without awaiting in between.
         """
         stream = self.streams.get(key)
@@ -105,7 +107,7 @@ class Hub:
         if delta:
             stream.deltas.add(sub)
         await stream.ready.wait()
-        replay = await self.backend.replay(key, since_epoch, since_seq)
+        replay = await self.backend.replay(key, since_epoch, since_seq, max_bytes)
         recovered = since_epoch is not None and replay.frames is not None
         if latest and since_epoch is None and replay.seq > 0:
             replay = await self._with_latest(key, replay)

@@ -114,12 +114,17 @@ class MemoryBackend(Backend):
             log = self._log(key)
             return log.epoch, log.seq
 
-    async def replay(self, key: StreamKey, since_epoch: str | None, since_seq: int) -> Replay:
+    async def replay(
+        self, key: StreamKey, since_epoch: str | None, since_seq: int, max_bytes: int = 0
+    ) -> Replay:
         with self._lock:
             log = self._log(key)
             if since_epoch is None:
                 return Replay(log.epoch, log.seq, None)
-            frames = [(seq, frame.encode()) for seq, _, frame, _ in log.events if seq > since_seq]
+            missed = [(seq, frame, size) for seq, _, frame, size in log.events if seq > since_seq]
+            if max_bytes and sum(size for _, _, size in missed) > max_bytes:
+                return Replay(log.epoch, log.seq, None)
+            frames = [(seq, frame.encode()) for seq, frame, _ in missed]
             return replay_from(log.epoch, log.seq, since_epoch, since_seq, frames)
 
     def reset(self) -> None:

@@ -45,25 +45,27 @@ if TYPE_CHECKING:
     from streaming.delivery.hub import Hub
 
 # Starts a new epoch unless the stream's numbering was written under this replication history.
+# A stream it creates expires after `ttl` seconds unless an append keeps it (idle streams go).
 # KEYS: meta, hist.
 EPOCH_GUARD = """
-local function guard(new_epoch)
+local function guard(new_epoch, ttl)
   local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')
   if redis.call('HGET', KEYS[1], 'rid') ~= rid then
     redis.call('DEL', KEYS[1], KEYS[2])
     redis.call('HSET', KEYS[1], 'epoch', new_epoch, 'seq', 0, 'rid', rid)
+    redis.call('EXPIRE', KEYS[1], ttl)
   end
   return redis.call('HGET', KEYS[1], 'epoch')
 end
 """
 
 # KEYS: meta, hist, chan. ARGV: frame head, data json, new epoch, keep, min age ms, hard cap,
-# announcing command (PUBLISH, SPUBLISH on a Cluster, or "" for none), byte cap (0 = none). The byte
-# cap drops at most 16 of the oldest events per append, never the newest.
+# announcing command (PUBLISH, SPUBLISH on a Cluster, or "" for none), byte cap (0 = none), idle
+# expiry in seconds. The byte cap drops at most 16 of the oldest events per append, never the newest.
 APPEND_SCRIPT = (
     EPOCH_GUARD
     + """
-local epoch = guard(ARGV[3])
+local epoch = guard(ARGV[3], ARGV[9])
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local frame = ARGV[1] .. '"' .. epoch .. '","seq":' .. seq .. ',"data":' .. ARGV[2] .. '}'
 local total = redis.call('HINCRBY', KEYS[1], 'bytes', #frame)
@@ -94,6 +96,8 @@ while cap > 0 and len > 1 and n < 16 do
   len = len - 1
   n = n + 1
 end
+redis.call('EXPIRE', KEYS[1], ARGV[9])
+redis.call('EXPIRE', KEYS[2], ARGV[9])
 if ARGV[7] ~= '' then
   redis.call(ARGV[7], KEYS[3], epoch .. ':' .. seq .. ':' .. frame)
 end
@@ -101,23 +105,35 @@ return {epoch, seq, frame}
 """
 )
 
-# KEYS: meta, hist. ARGV: new epoch, since epoch ('' for none), since seq.
+# KEYS: meta, hist. ARGV: new epoch, since epoch ('' for none), since seq, idle expiry, byte budget
+# (0 = none), page size. History is read in pages of XRANGE COUNT; once the frames pass the budget
+# reading stops and the answer is {epoch, seq, false}: not recoverable, the subscriber refetches.
 REPLAY_SCRIPT = (
     EPOCH_GUARD
     + """
-local epoch = guard(ARGV[1])
+local epoch = guard(ARGV[1], ARGV[4])
 local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
 local frames = {}
-local since = tonumber(ARGV[3])
-if ARGV[2] == epoch and since < seq then
-  for _, entry in ipairs(redis.call('XRANGE', KEYS[2], (since + 1) .. '-0', '+')) do
-    table.insert(frames, entry[1])
-    table.insert(frames, entry[2][2])
-  end
+local from, budget, page_size = tonumber(ARGV[3]) + 1, tonumber(ARGV[5]), tonumber(ARGV[6])
+local used = 0
+if ARGV[2] == epoch and from <= seq then
+  repeat
+    local page = redis.call('XRANGE', KEYS[2], from .. '-0', seq .. '-0', 'COUNT', page_size)
+    for _, entry in ipairs(page) do
+      used = used + #entry[2][2]
+      if budget > 0 and used > budget then return {epoch, seq, false} end
+      table.insert(frames, entry[1])
+      table.insert(frames, entry[2][2])
+    end
+    if #page > 0 then from = tonumber(string.match(page[#page][1], '^(%d+)')) + 1 end
+  until #page < page_size
 end
 return {epoch, seq, frames}
 """
 )
+
+#: Events read per XRANGE while replaying history to a subscriber.
+REPLAY_PAGE = 500
 
 # KEYS[1] the owner's sorted set (session -> expiry); ARGV now, expiry, cap, session.
 TAKE_SLOT_SCRIPT = """
@@ -148,6 +164,11 @@ if redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1]) > 0 then
 end
 return tonumber(redis.call('GET', KEYS[2]) or '0')
 """
+
+
+def idle_expiry(history_min_seconds: float) -> int:
+    """Seconds a stream's keys live after its last event: at least the history's minimum age."""
+    return int(max(history_min_seconds, streaming_settings.STREAM_IDLE_EXPIRY_SECONDS))
 
 
 def _text(value: bytes | str) -> str:
@@ -206,6 +227,7 @@ class RedisBackend(Backend):
             streaming_settings.HISTORY_HARD_MAX_EVENTS,
             self.announce if announce else "",
             options.history_max_bytes,
+            idle_expiry(options.history_min_seconds),
         ]
 
     def append(self, key: StreamKey, data_json: str, *, announce: bool = True) -> Appended:
@@ -218,13 +240,15 @@ class RedisBackend(Backend):
         result = await self.client.eval(APPEND_SCRIPT, 3, *self.keys(key), *self._append_args(key, data_json))
         return Appended(_text(result[0]), int(result[1]), _text(result[2]))
 
-    async def replay(self, key: StreamKey, since_epoch: str | None, since_seq: int) -> Replay:
+    async def replay(
+        self, key: StreamKey, since_epoch: str | None, since_seq: int, max_bytes: int = 0
+    ) -> Replay:
         meta, hist, _ = self.keys(key)
-        epoch, seq, flat = await self.client.eval(
-            REPLAY_SCRIPT, 2, meta, hist, new_epoch(), since_epoch or "", since_seq
-        )
+        expiry = idle_expiry(stream_options(key[0]).history_min_seconds)
+        args = (new_epoch(), since_epoch or "", since_seq, expiry, max_bytes, REPLAY_PAGE)
+        epoch, seq, flat = await self.client.eval(REPLAY_SCRIPT, 2, meta, hist, *args)
         epoch, seq = _text(epoch), int(seq)
-        if since_epoch is None:
+        if since_epoch is None or flat is None:  # Lua false arrives as None: over the byte budget
             return Replay(epoch, seq, None)
         frames = [(int(_text(flat[i]).split("-", 1)[0]), flat[i + 1]) for i in range(0, len(flat), 2)]
         return replay_from(epoch, seq, since_epoch, since_seq, frames)

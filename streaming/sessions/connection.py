@@ -36,6 +36,7 @@ class Connection:
         "grant",
         "subscriptions",
         "bucket",
+        "request_bucket",
         "invalid_strikes",
         "limits",
         "closing",
@@ -64,6 +65,9 @@ class Connection:
         self.grant: Grant | None = None
         self.subscriptions: dict[StreamKey, None] = {}
         self.bucket = TokenBucket(streaming_settings.MESSAGES_PER_SECOND, streaming_settings.MESSAGES_BURST)
+        self.request_bucket = TokenBucket(
+            streaming_settings.REQUESTS_PER_SECOND, streaming_settings.REQUESTS_BURST
+        )
         self.invalid_strikes = 0
         #: This connection's limits with live overrides applied (streaming.sessions.limits.apply).
         self.limits: dict[str, float] = {}

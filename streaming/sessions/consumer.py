@@ -20,6 +20,7 @@ from streaming.sessions import access, lifecycle, limits, pending, presence, sub
 from streaming.sessions.auth import AuthError, Grant, cached_grant, verify_token
 from streaming.sessions.connection import Connection, iso
 from streaming.sessions.handshake import Handshake, HandshakeError
+from streaming.sessions.ratelimit import TokenBucket
 from streaming.sessions.subscriptions import drop_disallowed
 from streaming.wire import messages
 from streaming.wire import protocol as p
@@ -165,6 +166,9 @@ class StreamConsumer(AsyncConsumer):
         if not allowed:
             self._rate_limited(msg.id)
             return
+        if msg.type == p.REQUEST and not conn.request_bucket.take():
+            self._rate_limited(msg.id, conn.request_bucket)
+            return
         try:
             await self._route(msg)
         except ProtocolError as exc:
@@ -185,16 +189,18 @@ class StreamConsumer(AsyncConsumer):
             if conn.invalid_strikes >= streaming_settings.INVALID_MESSAGE_STRIKES:
                 conn.close(p.CLOSE_PROTOCOL, "Too many invalid messages.")
 
-    def _rate_limited(self, msg_id: str | int | None) -> None:
+    def _rate_limited(self, msg_id: str | int | None, bucket: TokenBucket | None = None) -> None:
+        """Refuse one message (a request, when `bucket` is the request bucket); close on sustained abuse."""
         conn = self.conn
         assert conn is not None
-        strikes = conn.bucket.strikes
+        strikes = (bucket or conn.bucket).strikes
         if strikes >= streaming_settings.RATE_LIMIT_STRIKES:
             lifecycle.limit_close(conn, p.CLOSE_TOO_MANY, "Rate limit exceeded repeatedly.")
             return
         if strikes == 1:  # once per run of refusals: the audit log is not a per-message log
             audit.record(audit.Kind.LIMIT, **conn.audit_fields(), detail="Rate limited.")
-        conn.send_message(messages.error(p.RATE_LIMITED, "Too many messages; slow down.", msg_id))
+        what = "requests" if bucket is conn.request_bucket else "messages"
+        conn.send_message(messages.error(p.RATE_LIMITED, f"Too many {what}; slow down.", msg_id))
 
     def _audit_refusal(self, msg: ClientMessage, exc: ProtocolError) -> None:
         assert self.conn is not None

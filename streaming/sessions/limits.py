@@ -72,6 +72,8 @@ def apply(conn: Connection) -> None:
     conn.limits = values
     conn.bucket.rate = values["MESSAGES_PER_SECOND"]
     conn.bucket.burst = int(values["MESSAGES_BURST"])
+    conn.request_bucket.rate = values["REQUESTS_PER_SECOND"]
+    conn.request_bucket.burst = int(values["REQUESTS_BURST"])
     conn.writer.limit = int(values["MAX_OUTBOUND_BYTES"])
 
 

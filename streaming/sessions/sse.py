@@ -189,7 +189,7 @@ class EventStreamConsumer(HttpReply):
         hub = self.worker.hub
         conn.subscriptions[key] = None
         replay, recovered = await hub.subscribe(
-            conn, key, since[0] if since else None, since[1] if since else 0
+            conn, key, since[0] if since else None, since[1] if since else 0, max_bytes=conn.writer.limit
         )
         if recovered:
             await lifecycle.note_resume(self.worker, conn)

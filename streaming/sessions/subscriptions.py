@@ -33,7 +33,9 @@ async def join(
     conn.subscriptions[key] = None
     try:
         epoch, seq = (since.epoch, since.seq) if since else (None, 0)
-        replay, recovered = await hub.subscribe(conn, key, epoch, seq, latest, delta=delta is not None)
+        replay, recovered = await hub.subscribe(
+            conn, key, epoch, seq, latest, delta=delta is not None, max_bytes=conn.writer.limit
+        )
         if recovered:
             await lifecycle.note_resume(worker, conn)
     except BaseException:

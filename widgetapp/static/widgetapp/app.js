@@ -4,7 +4,7 @@
  * staff, server load. The flow is described in docs/clients.md ("The demo page").
  */
 
-import { ClientClosed, ConnectionLost, StreamClient } from "../streaming/client.js";
+import { ClientClosed, ConnectionLost, ServerError, StreamClient } from "../streaming/client.js";
 import { Inventory } from "./inventory.js";
 import { OAuthError, Tokens, beginAuthorization, completeAuthorization } from "./oauth.js";
 import { formatBytes, formatDuration, formatPercent, formatRate } from "../streaming/units.js";
@@ -19,6 +19,8 @@ const MAX_NOTIFICATIONS = 50;
 const CONTINUITY_LOST = new Set(["not_recovered", "epoch_changed", "gap"]);
 // A worker whose load has not been heard of for this long is gone (restarted or stopped).
 const LOAD_STALE_MS = 15_000;
+// Wait before asking again when the server says requests come too fast (REQUESTS_PER_SECOND).
+const RATE_LIMITED_WAIT_MS = 250;
 
 const $ = (id) => document.getElementById(id);
 
@@ -63,21 +65,33 @@ function websocketUrl() {
 
 async function followWidgets(client) {
   const inventory = new Inventory();
-  const refetch = async () => {
-    inventory.load(await untilAnswered(() => client.request("widgets", "list")));
+  const start = (first) => {
+    inventory.load(first);
     renderWidgets(inventory);
+    return first.next;
   };
+  // The pages after the first, while events keep coming; stops when a reset starts a new snapshot.
+  const fetchRest = async (next) => {
+    const generation = inventory.generation;
+    while (next != null) {
+      const page = await untilAnswered(() => client.request("widgets", "list", { after: next }));
+      if (inventory.generation !== generation) return;
+      inventory.add(page);
+      renderWidgets(inventory);
+      next = page.next;
+    }
+  };
+  const firstPage = () => untilAnswered(() => client.request("widgets", "list"));
+  const refetch = async () => fetchRest(start(await firstPage()));
   const rendered = JSON.parse($("widgets-snapshot")?.textContent ?? "null"); // the server's first paint
-  if (rendered) {
-    inventory.load(rendered);
-    renderWidgets(inventory);
-  } else await refetch();
+  const next = start(rendered ?? (await firstPage()));
   client.subscribe("widgets", "all", {
     since: inventory.position,
     delta: true,
     onevent: (event) => inventory.apply(event) && renderWidgets(inventory, event.data.widget.id),
     onreset: whenReset("widgets", () => refetch().catch(showProblem)), // the snapshot is the truth again
   });
+  await fetchRest(next);
 }
 
 function followNotifications(client) {
@@ -176,9 +190,14 @@ async function untilAnswered(call) {
     try {
       return await call();
     } catch (error) {
-      if (!(error instanceof ConnectionLost)) throw error;
+      if (error instanceof ServerError && error.code === "rate_limited") await sleep(RATE_LIMITED_WAIT_MS);
+      else if (!(error instanceof ConnectionLost)) throw error;
     }
   }
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 // --- rendering ----------------------------------------------------------------------------------

@@ -1,19 +1,39 @@
 /**
- * The widgets inventory as the page shows it: a `list` snapshot, then `widgets` events applied in
- * order as upserts keyed by id, ignoring an update older than the row it would replace.
+ * The widgets inventory as the page shows it: the pages of a `list` snapshot, then `widgets` events
+ * applied in order as upserts keyed by id, ignoring an update older than the row it would replace.
+ *
+ * The first page's position is the snapshot's: later pages were read after it, so their rows are
+ * at least that new; the events after it bring every row up to date. A row deleted by an event is
+ * remembered, so a later page read before the deletion cannot bring it back.
  */
 
 export class Inventory {
   constructor() {
     this.rows = new Map();
+    this.deleted = new Set(); // ids deleted by an event since the first page
     this.position = null; // {epoch, seq} the snapshot is consistent with
+    this.generation = 0; // bumped by every `load`: pages of an older snapshot are not added
     this.applied = []; // "epoch:seq" of every event applied since the page opened (for tests)
   }
 
-  /** Replace everything with the response of `request("widgets", "list")`. */
-  load(snapshot) {
-    this.rows = new Map(snapshot.widgets.filter(isWidget).map((widget) => [widget.id, widget]));
-    this.position = { epoch: snapshot.epoch, seq: snapshot.seq };
+  /** Start again from the first page of `request("widgets", "list")`. */
+  load(first) {
+    this.rows = new Map();
+    this.deleted = new Set();
+    this.position = { epoch: first.epoch, seq: first.seq };
+    this.generation += 1;
+    this.add(first);
+  }
+
+  /** Add a later page's rows (an upsert each, unless an event deleted the row or is newer). */
+  add(page) {
+    for (const widget of page.widgets.filter(isWidget)) {
+      if (this.deleted.has(widget.id)) continue;
+      const current = this.rows.get(widget.id);
+      if (!current || instant(widget.updated_at) >= instant(current.updated_at)) {
+        this.rows.set(widget.id, widget);
+      }
+    }
   }
 
   /** Apply one `event`; false when the snapshot already holds it or it is not a widget change. */
@@ -24,8 +44,10 @@ export class Inventory {
     this.applied.push(`${event.epoch}:${event.seq}`);
     const { action, widget } = event.data;
     const current = this.rows.get(widget.id);
-    if (action === "deleted") this.rows.delete(widget.id);
-    else if (!current || instant(widget.updated_at) >= instant(current.updated_at)) {
+    if (action === "deleted") {
+      this.rows.delete(widget.id);
+      this.deleted.add(widget.id);
+    } else if (!current || instant(widget.updated_at) >= instant(current.updated_at)) {
       this.rows.set(widget.id, widget);
     }
     return true;

@@ -75,3 +75,23 @@ test("a snapshot row the table cannot show is left out", () => {
   inventory.load({ epoch: "e1", seq: 1, widgets: [widget(1, "Sprocket", 12), { id: 2, name: null }] });
   assert.deepEqual(inventory.sorted().map((w) => w.id), [1]);
 });
+
+test("later pages add rows; events applied meanwhile are kept, deletions are not undone", () => {
+  const inventory = loaded();
+  inventory.apply(event(5, "updated", widget(600, "Late", 9, T1)));
+  inventory.apply(event(6, "deleted", widget(601, "Gone", 1, T1)));
+  inventory.add({ epoch: "e1", seq: 5, widgets: [widget(600, "Late", 8), widget(601, "Gone", 1), widget(602, "New", 2)] });
+  assert.equal(inventory.rows.get(600).quantity, 9); // the page row is older than the event
+  assert.equal(inventory.rows.has(601), false); // read before its deletion
+  assert.equal(inventory.rows.get(602).quantity, 2);
+  assert.deepEqual(inventory.position, { epoch: "e1", seq: 4 }); // the first page's position
+});
+
+test("a new first page starts a new snapshot generation", () => {
+  const inventory = loaded();
+  const before = inventory.generation;
+  inventory.apply(event(5, "deleted", widget(2, "Gizmo", 5, T1)));
+  inventory.load({ epoch: "e2", seq: 1, widgets: [widget(2, "Gizmo", 5)], next: null });
+  assert.equal(inventory.generation, before + 1);
+  assert.equal(inventory.rows.get(2).quantity, 5); // the new snapshot is the truth
+});
