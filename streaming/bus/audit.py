@@ -14,7 +14,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.db import IntegrityError
 
-from streaming.bus.background import background_transaction
+from streaming.bus.background import OUTAGE, background_transaction
 from streaming.delivery.worker import Worker
 from streaming.models import AuditEntry
 
@@ -113,6 +113,8 @@ def duty(worker: Worker) -> None:
 async def _flush_logged() -> None:
     try:
         await aflush()
+    except OUTAGE as exc:
+        logger.warning("Database unavailable; %d audit entries kept: %s", len(_pending), exc)
     except Exception:
         logger.exception("Could not write the audit log")
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
+
+#: Errors that mean the database is away for now (restarting, failing over): retry later, quietly.
+#: Django closes the broken connection before the next database_sync_to_async call, which reconnects.
+OUTAGE = (OperationalError, InterfaceError)
 
 
 @contextmanager

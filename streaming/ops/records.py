@@ -20,7 +20,7 @@ from channels.layers import get_channel_layer
 from django.db import connection
 from django.utils import timezone
 
-from streaming.bus.background import background_transaction
+from streaming.bus.background import OUTAGE, background_transaction
 from streaming.conf import streaming_settings
 from streaming.delivery.worker import Worker
 from streaming.models import LoadSample, StreamSession, WorkerProcess
@@ -57,6 +57,12 @@ LOAD_FIELDS = (
 )
 
 
+#: While the database is away: closed sessions and load samples kept for the next heartbeat that
+#: writes (10 minutes of samples at the default heartbeat); beyond these the oldest are dropped.
+MAX_RETRY_ROWS = 10_000
+MAX_MISSED_SAMPLES = 300
+
+
 @dataclass(slots=True)
 class Seen:
     """What the previous heartbeat recorded of one session, to write only what changed."""
@@ -77,6 +83,8 @@ class Batch:
 
     worker: dict[str, Any]
     sessions: list[dict[str, Any]]
+    #: Earlier heartbeats' stats not written yet (the database was away): their load samples.
+    missed: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Recorder:
@@ -90,6 +98,7 @@ class Recorder:
         self.messages_out = 0
         self.retry: list[dict[str, Any]] = []
         self.retried: set[str] = set()
+        self.missed: list[dict[str, Any]] = []
         self.due = asyncio.Event()
         #: CPU seconds the recording itself used (loop and database thread), for /metrics and the bench.
         self.cpu_seconds = 0.0
@@ -119,6 +128,9 @@ class Recorder:
         batch.worker["layer_latency_ms"] = await self.layer_round_trip()
         try:
             self.cpu_seconds += await database_sync_to_async(write)(batch)
+        except OUTAGE as exc:
+            logger.warning("Database unavailable; %s records later: %s", self.worker.id, exc)
+            self.kept(batch)
         except Exception:
             logger.exception("Recording worker %s failed", self.worker.id)
             self.failed(batch)
@@ -142,6 +154,17 @@ class Recorder:
             elif row["closed_at"] is not None and row["session_id"] not in retried:
                 self.retry.append(row)
                 self.retried.add(row["session_id"])
+
+    def kept(self, batch: Batch) -> None:
+        """The database is away: send everything again next heartbeat, within the bounds."""
+        for row in batch.sessions:
+            seen = self.seen.get(row["session_id"])
+            if seen is not None:
+                seen.active = True
+            else:
+                self.retry.append(row)
+        del self.retry[:-MAX_RETRY_ROWS]
+        self.missed = [*batch.missed, batch.worker][-MAX_MISSED_SAMPLES:]
 
     # Reading the worker (on the loop) ----------------------------------------------------------
 
@@ -183,7 +206,8 @@ class Recorder:
             **{name: load[name] for name in LOAD_FIELDS},
             "per_service": load["services"],
         }
-        return Batch(worker=stats, sessions=rows)
+        missed, self.missed = self.missed, []
+        return Batch(worker=stats, sessions=rows, missed=missed)
 
     def _advance(self, conn: Connection, now: datetime, elapsed: float) -> tuple[Seen, bool, dict[str, Any]]:
         """Counters of `conn` since the last heartbeat: (record, changed?, row fields)."""
@@ -294,11 +318,14 @@ def write(batch: Batch) -> float:
             worker_id=stats["worker_id"],
             defaults={k: v for k, v in stats.items() if k not in ("worker_id", "per_service")},
         )
-        LoadSample.objects.create(
-            worker=worker,
-            at=stats["heartbeat_at"],
-            per_service=stats["per_service"],
-            **{k: stats[k] for k in LOAD_FIELDS},
+        LoadSample.objects.bulk_create(
+            LoadSample(
+                worker=worker,
+                at=sample["heartbeat_at"],
+                per_service=sample["per_service"],
+                **{k: sample[k] for k in LOAD_FIELDS},
+            )
+            for sample in [*batch.missed, stats]
         )
         if batch.sessions and connection.vendor == "postgresql":
             with connection.cursor() as cursor:

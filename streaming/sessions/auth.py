@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +20,7 @@ from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_application_model
 
 from accounts import services as accounts
+from streaming.bus.background import OUTAGE
 from streaming.conf import streaming_settings
 from streaming.services import Principal
 from streaming.wire.protocol import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
@@ -76,6 +79,24 @@ def _remember(checksum: str, grant: Grant) -> None:
         for stale in [key for key, (stamp, _) in _cache.items() if now - stamp >= ttl]:
             del _cache[stale]
     _cache[checksum] = (now, grant)
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached to judge a token: the caller asks the client to retry."""
+
+    def __init__(self) -> None:
+        #: Seconds an HTTP client should wait (Retry-After) before trying again.
+        self.retry_after = max(1, round(streaming_settings.OVERLOAD_RETRY_MS / 1000))
+        self.reason = f"Database unavailable; retry after {self.retry_after} s."
+        super().__init__(self.reason)
+
+
+@contextmanager
+def _reachable() -> Iterator[None]:
+    try:
+        yield
+    except OUTAGE as exc:
+        raise DatabaseUnavailable() from exc
 
 
 class TokenMissing(AuthError):
@@ -153,7 +174,10 @@ def _cached(checksum: str) -> Grant | None:
 
 
 def verify_token(token: str) -> Grant:
-    """Verify a bearer token (sync: one DB round trip at most, none when cached)."""
+    """Verify a bearer token (sync: one DB round trip at most, none when cached).
+
+    Raises AuthError when the token cannot connect, DatabaseUnavailable when it cannot be judged now.
+    """
     return verify_checksum(token_checksum(token))
 
 
@@ -161,7 +185,8 @@ def verify_checksum(checksum: str) -> Grant:
     """Verify the token with this checksum (an SSE ticket carries the checksum, never the token)."""
     grant = _cached(checksum)
     if grant is None:
-        grant = _load(checksum)
+        with _reachable():
+            grant = _load(checksum)
         _remember(checksum, grant)
         grant = _unexpired(checksum, grant)
     return grant
@@ -175,10 +200,11 @@ def reverify(grant: Grant) -> Grant:
     holder is judged again with the scopes the connection has.
     """
     forget(grant.checksum)
-    try:
-        fresh = _load(grant.checksum)
-    except TokenMissing:
-        fresh = _judge_holder(grant)
+    with _reachable():
+        try:
+            fresh = _load(grant.checksum)
+        except TokenMissing:
+            fresh = _judge_holder(grant)
     _remember(grant.checksum, fresh)
     return fresh
 

@@ -17,7 +17,7 @@ from streaming.delivery.worker import get_worker
 from streaming.server import daphne
 from streaming.server.writer import make_writer
 from streaming.sessions import access, lifecycle, limits, pending, presence, subscriptions, tickets
-from streaming.sessions.auth import AuthError, Grant, cached_grant, verify_token
+from streaming.sessions.auth import AuthError, DatabaseUnavailable, Grant, cached_grant, verify_token
 from streaming.sessions.connection import Connection, iso
 from streaming.sessions.handshake import Handshake, HandshakeError
 from streaming.sessions.ratelimit import TokenBucket
@@ -97,7 +97,9 @@ class StreamConsumer(AsyncConsumer):
         if self.conn is not None and self.conn.grant is None and not self.conn.closing:
             lifecycle.refuse(self.conn, p.CLOSE_UNAUTHENTICATED, "Authentication timed out.")
 
-    async def _verify(self, token: str | None, ticket: str | None = None) -> Grant | None:
+    async def _verify(
+        self, token: str | None, ticket: str | None = None, msg_id: str | int | None = None
+    ) -> Grant | None:
         assert self.conn is not None
         try:
             if ticket is not None:  # a reconnect: no database, unless its user changed meanwhile
@@ -107,6 +109,11 @@ class StreamConsumer(AsyncConsumer):
             return cached_grant(token) or await database_sync_to_async(verify_token)(token)
         except AuthError as refused:
             lifecycle.refuse(self.conn, refused.code, refused.reason, refused)
+            return None
+        except DatabaseUnavailable as away:
+            if self.conn.grant is not None:  # a refresh: the session goes on with the token it has
+                raise ProtocolError(p.INTERNAL_ERROR, away.reason, msg_id) from None
+            lifecycle.unavailable(self.conn)
             return None
 
     async def _authenticate(
@@ -125,7 +132,7 @@ class StreamConsumer(AsyncConsumer):
     async def _refresh(self, token: str, msg_id: str | int | None) -> None:
         conn = self.conn
         assert conn is not None and conn.grant is not None
-        grant = await self._verify(token)
+        grant = await self._verify(token, msg_id=msg_id)
         if grant is None:
             return
         if conn.owner != grant.principal.owner:

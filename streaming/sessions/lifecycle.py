@@ -65,13 +65,20 @@ def refuse(conn: Connection, code: int, reason: str, refused: AuthError | None =
     conn.close(code, reason)
 
 
-def limit_close(conn: Connection, code: int, reason: str, *, retry: bool = False) -> None:
-    """Close because a limit was reached, and audit it (4013 carries a retry hint)."""
+def limit_close(
+    conn: Connection, code: int, reason: str, *, retry: bool = False, hint: str = "overloaded"
+) -> None:
+    """Close because a limit was reached, and audit it (4013 carries a retry hint saying why)."""
     audit.record(audit.Kind.LIMIT, **conn.audit_fields(), close_code=code, detail=reason)
     if retry:
-        conn.close_with_retry(code, "overloaded", streaming_settings.OVERLOAD_RETRY_MS)
+        conn.close_with_retry(code, hint, streaming_settings.OVERLOAD_RETRY_MS)
     else:
         conn.close(code, reason)
+
+
+def unavailable(conn: Connection) -> None:
+    """The database cannot judge the token now: 4013 with a retry hint (the client comes back)."""
+    limit_close(conn, p.CLOSE_OVERLOADED, "Database unavailable.", retry=True, hint="database_unavailable")
 
 
 async def open_session(worker: Worker, conn: Connection, grant: Grant, msg_id: str | int | None) -> bool:

@@ -19,7 +19,7 @@ from streaming.conf import streaming_settings
 from streaming.delivery.publish import apublish
 from streaming.server.body_limit import limit_path
 from streaming.sessions import access, publish_rate
-from streaming.sessions.auth import AuthError, Grant, cached_grant, verify_token
+from streaming.sessions.auth import AuthError, DatabaseUnavailable, Grant, cached_grant, verify_token
 from streaming.wire import protocol as p
 from streaming.wire.protocol import CLOSE_UNAUTHENTICATED, ProtocolError
 
@@ -33,8 +33,11 @@ def publisher_label(user_id: int | None, application_id: int | None) -> str:
     return f"user:{user_id}" if user_id is not None else f"app:{application_id}"
 
 
-def problem(status: int, code: str, message: str) -> Reply:
-    return status, {"error": code, "message": message}
+def problem(status: int, code: str, message: str, retry_after: int | None = None) -> Reply:
+    """An error reply; `retry_after` (seconds) also becomes the Retry-After header."""
+    if retry_after is None:
+        return status, {"error": code, "message": message}
+    return status, {"error": code, "message": message, "retry_after": retry_after}
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -64,6 +67,8 @@ async def authorize(service: str, authorization: str) -> Grant | Reply:
     except AuthError as refused:
         status = 401 if refused.code == CLOSE_UNAUTHENTICATED else 403
         return problem(status, p.UNAUTHENTICATED if status == 401 else p.FORBIDDEN, refused.reason)
+    except DatabaseUnavailable as away:
+        return problem(503, p.UNAVAILABLE, away.reason, away.retry_after)
     if services.get(service) is None:
         return problem(404, p.UNKNOWN_SERVICE, f"Unknown service {service[:40]!r}.")
     if service in access.disabled_services:
@@ -72,8 +77,7 @@ async def authorize(service: str, authorization: str) -> Grant | Reply:
         return problem(403, p.FORBIDDEN, f"Your token does not allow publish:{service}.")
     wait = publish_rate.retry_after(grant.checksum, service)
     if wait is not None:
-        status, reply = problem(429, p.RATE_LIMITED, f"Too many publishes; retry after {wait} s.")
-        return status, {**reply, "retry_after": wait}
+        return problem(429, p.RATE_LIMITED, f"Too many publishes; retry after {wait} s.", wait)
     return grant
 
 

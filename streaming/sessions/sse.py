@@ -26,7 +26,7 @@ from streaming.delivery.history import StreamKey
 from streaming.delivery.worker import Worker, get_worker
 from streaming.server.event_stream import EventStreamWriter, decode_positions
 from streaming.sessions import access, lifecycle
-from streaming.sessions.auth import AuthError, Grant, cached_grant, verify_token
+from streaming.sessions.auth import AuthError, DatabaseUnavailable, Grant, cached_grant, verify_token
 from streaming.sessions.connection import Connection
 from streaming.sessions.handshake import Handshake, HandshakeError
 from streaming.sessions.sse_tickets import ticket_issue, ticket_redeem
@@ -44,6 +44,7 @@ STATUS = {
     p.METHOD_NOT_ALLOWED: 405,
     p.TOO_MANY_SUBSCRIPTIONS: 429,
     p.SERVICE_DISABLED: 403,
+    p.UNAVAILABLE: 503,
 }
 EVENT_STREAM_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -101,6 +102,9 @@ class HttpReply(AsyncConsumer):
             raise AuthError(p.CLOSE_UNAUTHENTICATED, shake.error or "Send 'Authorization: Bearer <token>'.")
         return cached_grant(shake.token) or await database_sync_to_async(verify_token)(shake.token)
 
+    async def unavailable(self, away: DatabaseUnavailable) -> None:
+        await self.problem(p.UNAVAILABLE, away.reason, [(b"retry-after", str(away.retry_after).encode())])
+
     async def http_disconnect(self, message: dict[str, Any]) -> None:
         raise StopConsumer()
 
@@ -123,6 +127,9 @@ class TicketConsumer(HttpReply):
             grant = await self.bearer_grant(Handshake.parse(self.scope))
         except (AuthError, HandshakeError) as refused:
             await self.problem(*_refusal(refused))
+            return
+        except DatabaseUnavailable as away:
+            await self.unavailable(away)
             return
         lifetime = int(streaming_settings.SSE_TICKET_SECONDS)
         body = json.dumps({"ticket": ticket_issue(grant=grant), "expires_in": lifetime})
@@ -154,6 +161,9 @@ class EventStreamConsumer(HttpReply):
             keys = self._keys(grant, request)
         except (AuthError, HandshakeError) as refused:
             await self.problem(*_refusal(refused))
+            return
+        except DatabaseUnavailable as away:
+            await self.unavailable(away)
             return
         except ProtocolError as exc:
             await self.problem(exc.code, exc.message)

@@ -53,6 +53,7 @@ PRESENCE_UNAVAILABLE = "presence_unavailable"  # the service does not share who 
 UNAUTHENTICATED = "unauthenticated"
 TOO_LARGE = "too_large"
 METHOD_NOT_ALLOWED = "method_not_allowed"
+UNAVAILABLE = "unavailable"  # 503 with Retry-After: the database cannot verify the token now
 
 # Close codes (application range: daphne/autobahn refuse 1009/1012/1013, so they are mirrored).
 CLOSE_NORMAL = 1000
