@@ -263,6 +263,21 @@ def test_consent_page_requires_sign_in(browser_app: Application) -> None:
     assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
 
 
+def test_consent_page_may_post_only_here_and_to_its_clients_redirect(
+    signed_in: Client, browser_app: Application
+) -> None:
+    """The consent answer redirects to the client: CSP form-action allows that origin and no other."""
+    page = signed_in.get("/o/authorize/", authorize_params(browser_app, pkce_pair()[1], "stream:widgets"))
+    assert page.status_code == 200
+    assert policy(page)["form-action"] == "'self' http://127.0.0.1:8000"
+    assert policy(Client().get("/accounts/login/"))["form-action"] == "'self'"
+
+
+def policy(response: Any) -> dict[str, str]:
+    """The response's Content-Security-Policy, directive by directive."""
+    return dict(part.strip().split(" ", 1) for part in response["Content-Security-Policy"].split(";"))
+
+
 def leave_groups(user: User, group: Group) -> None:
     user.groups.clear()
 
