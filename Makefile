@@ -71,10 +71,12 @@ site: venv
 site-stop:
 	SITE_DIR=$(SITE_DIR) ./deploy/site-stop.sh
 
-## The whole suite against real PostgreSQL and Redis (and Chromium for the browser tests).
+## The whole suite against real PostgreSQL and Redis (and Chromium for the browser tests), three
+## test processes in parallel (each its own database and Redis key prefixes; a file stays together).
+TEST_PROCESSES ?= 3
 test: venv services chromium
 	DJANGO_DEBUG=1 DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
-		$(VENV)/bin/pytest $(PYTEST_ARGS)
+		$(VENV)/bin/pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports
