@@ -12,6 +12,7 @@ import pytest
 from django.conf import settings
 
 from accounts.models import User
+from streaming.delivery import options as stream_options_table
 from streaming.delivery import redis_clients
 from streaming.delivery.backend import get_backend
 from streaming.delivery.worker import Worker, get_worker
@@ -35,6 +36,13 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
 def _no_local_relay(settings) -> None:  # noqa: F811
     """Tests never publish into a developer's running `make run` through the checkout's socket."""
     settings.STREAMING = {**settings.STREAMING, "LOCAL_SOCKET": ""}
+
+
+@pytest.fixture(autouse=True)
+def _no_stream_options_rows() -> Iterator[None]:
+    """The stream-options table is per process, like a worker's: no test leaves its rows behind."""
+    yield
+    stream_options_table.set_rows({})
 
 
 @pytest.fixture

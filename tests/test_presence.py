@@ -12,18 +12,11 @@ from asgiref.sync import sync_to_async
 from websockets.asyncio.client import ClientConnection, connect
 
 from streaming.client import Followers, StreamClient
-from streaming.delivery import options
 from streaming.models import StreamOptions
 from streaming.sessions.operations import load_stream_options
 from tests.streaming_helpers import make_user, open_session, recv, send, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def no_admin_options():
-    yield
-    options.set_rows({})
 
 
 @pytest.fixture

@@ -88,7 +88,9 @@ def server_log(server) -> str:
 # Tokens --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("token", ["garbage", "x" * 300, secrets.token_urlsafe(30)], ids=["garbage", "long", "random"])
+@pytest.mark.parametrize(
+    "token", ["garbage", "x" * 300, secrets.token_urlsafe(30)], ids=["garbage", "long", "random"]
+)
 async def test_garbage_token_is_4401(server, token):
     async with connect(server, token) as ws:
         assert (await close_code(ws))[0] == 4401

@@ -20,18 +20,6 @@ from widgetapp.widgets.models import Widget
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def no_admin_options():
-    """The table is per process, like a worker's: no test leaves its rows to the next."""
-    yield
-    options.set_rows({})
-
-
-@pytest.fixture
-def alice(db):
-    return make_user("alice")
-
-
 @pytest.fixture
 def bob(db):
     return make_user("bob")

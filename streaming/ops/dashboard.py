@@ -9,17 +9,10 @@ from typing import Any
 from streaming import services
 from streaming.models import LoadSample, StreamSession
 from streaming.ops import flows
+from streaming.ops.records import LOAD_FIELDS
 
 #: The measures of a LoadSample drawn on the dashboard (charts are declared in dashboard.js).
-WORKER_FIELDS = (
-    "connections",
-    "subscriptions",
-    "messages_in_per_s",
-    "messages_out_per_s",
-    "cpu_percent",
-    "rss_bytes",
-    "loop_lag_ms",
-)
+WORKER_FIELDS = LOAD_FIELDS
 #: Points per worker series at most; older samples are thinned (every n-th) beyond that.
 MAX_POINTS = 720
 
