@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import ssl
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,7 +57,10 @@ class Site:
 
 
 @pytest.fixture
-def site(server_env: dict[str, str], tmp_path: Path) -> Iterator[Site]:
+def site(server_env: dict[str, str]) -> Iterator[Site]:
+    # A short directory: supervisord's control socket lives in it, and Unix socket paths are
+    # limited to 108 bytes (pytest's own temporary paths, under parallel runs, are longer).
+    short = Path(tempfile.mkdtemp(prefix="site-", dir="/tmp"))
     env = {
         **os.environ,
         **server_env,
@@ -64,7 +69,7 @@ def site(server_env: dict[str, str], tmp_path: Path) -> Iterator[Site]:
         "STREAMING_DRAIN_SECONDS": "2",
         "MAX_WORKERS": "4",
     }
-    site = Site(tmp_path / "site", free_port(), [free_port(), free_port()], env)
+    site = Site(short / "site", free_port(), [free_port(), free_port()], env)
     site.make(
         "site",
         f"SITE_DIR={site.dir}",
@@ -77,6 +82,7 @@ def site(server_env: dict[str, str], tmp_path: Path) -> Iterator[Site]:
         yield site
     finally:
         site.make("site-stop", f"SITE_DIR={site.dir}")
+        shutil.rmtree(short, ignore_errors=True)
 
 
 def insecure_tls() -> ssl.SSLContext:
