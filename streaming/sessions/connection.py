@@ -13,6 +13,7 @@ from streaming.conf import streaming_settings
 from streaming.delivery.history import StreamKey
 from streaming.server.writer import Writer
 from streaming.services import Principal
+from streaming.sessions import tickets
 from streaming.sessions.auth import Grant
 from streaming.sessions.limits import apply
 from streaming.sessions.ratelimit import TokenBucket
@@ -49,6 +50,7 @@ class Connection:
         "closed_with",
         "user_slot",
         "suspended",
+        "ticket_at",
     )
 
     def __init__(
@@ -84,6 +86,8 @@ class Connection:
         self.user_slot: str | None = None
         #: Streams of disabled services, with the position reached; created when first needed.
         self.suspended: dict[StreamKey, Position | None] | None = None
+        #: When this connection last handed out a resume ticket (monotonic seconds).
+        self.ticket_at = 0.0
         apply(self)
 
     @property
@@ -155,9 +159,25 @@ class Connection:
     # Periodic -------------------------------------------------------------------------------
 
     def heartbeat(self) -> None:
-        """Server ping; not counted as session traffic, so idle sessions cost no recording."""
-        if self.grant is not None and not self.closing:
-            self.writer.write_uncounted(PING_FRAME)
+        """Server ping; not counted as session traffic, so idle sessions cost no recording.
+
+        Every TICKET_SECONDS/2 a fresh resume ticket follows it, so a long-lived connection always
+        holds one that is still valid when it has to reconnect.
+        """
+        if self.grant is None or self.closing:
+            return
+        self.writer.write_uncounted(PING_FRAME)
+        every = streaming_settings.TICKET_SECONDS / 2
+        if every and time.monotonic() - self.ticket_at >= every:
+            ticket = self.issue_ticket()
+            if ticket is not None:
+                self.writer.write_uncounted(encode(messages.ticket(ticket)).encode())
+
+    def issue_ticket(self) -> str | None:
+        """A resume ticket for this connection's grant (None when tickets are off)."""
+        assert self.grant is not None
+        self.ticket_at = time.monotonic()
+        return tickets.issue(self.grant)
 
     def expire(self, grant: Grant) -> None:
         """Timer: close with 4401 if `grant` is still this connection's (not refreshed meanwhile)."""

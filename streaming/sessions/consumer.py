@@ -134,7 +134,7 @@ class StreamConsumer(AsyncConsumer):
         conn.watch_expiry()
         await drop_disallowed(self.worker, conn)
         services = access.allowed_services(grant.principal)
-        ticket = tickets.issue(grant)
+        ticket = conn.issue_ticket()
         conn.send_message(messages.authenticated(iso(grant.expires_at), services, msg_id, ticket))
 
     # Messages --------------------------------------------------------------------------------
