@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from streaming.conf import streaming_settings
+from streaming.delivery.deadlines import Deadline, Deadlines
 from streaming.delivery.history import StreamKey
 from streaming.server.writer import Writer
 from streaming.services import Principal
@@ -69,7 +70,7 @@ class Connection:
         self.invalid_strikes = 0
         #: This connection's limits with live overrides applied (streaming.sessions.limits.apply).
         self.limits: dict[str, float] = {}
-        self.timers: tuple[asyncio.TimerHandle, ...] = ()
+        self.timers: tuple[Deadline, ...] = ()
         self.closing = False
         self.on_close = on_close
         self.messages_in = 0
@@ -191,18 +192,17 @@ class Connection:
         left = grant.expires_at.timestamp() - time.time()
         self.send_message(messages.token_expiring(iso(grant.expires_at), max(0, int(left))))
 
-    def watch_expiry(self) -> None:
-        """Timers for this grant: `token_expiring` ahead of the expiry, and the 4401 close at it."""
+    def watch_expiry(self, deadlines: Deadlines) -> None:
+        """Deadlines for this grant: `token_expiring` ahead of the expiry, and the 4401 close at it."""
         grant = self.grant
         if grant is None:
             return
         self.cancel_timers()
-        loop = asyncio.get_running_loop()
         left = grant.expires_at.timestamp() - time.time()
         ahead = streaming_settings.TOKEN_EXPIRY_WARNING
         self.timers = (
-            loop.call_later(max(0.0, left - ahead), self.warn_expiry, grant),
-            loop.call_later(max(0.0, left) + 0.01, self.expire, grant),
+            deadlines.call_later(max(0.0, left - ahead), self.warn_expiry, grant),
+            deadlines.call_later(max(0.0, left) + 0.01, self.expire, grant),
         )
 
     def _holds(self, grant: Grant) -> bool:

@@ -84,7 +84,7 @@ async def open_session(worker: Worker, conn: Connection, grant: Grant, msg_id: s
         return False
     conn.connected_at = time.time()
     worker.add(conn)
-    conn.watch_expiry()
+    conn.watch_expiry(worker.deadlines)
     audit.record(audit.Kind.CONNECT, **conn.audit_fields())
     services = access.allowed_services(grant.principal)
     heartbeat = streaming_settings.HEARTBEAT_INTERVAL
