@@ -63,6 +63,7 @@ class StreamConsumer(AsyncConsumer):
         await self.send({"type": "websocket.accept", "subprotocol": shake.subprotocol})
         daphne.adopt_frame_limit(conn.writer)
         lean.release_handshake(conn.writer, self.scope)
+        daphne.chunk_timeout_sweep(conn.writer)
         if not lifecycle.admit_socket(self.worker, conn):
             return
         if shake.error:
