@@ -4,7 +4,8 @@
 //   {"cmd":"connect","url","n","subprotocols","subscribes","concurrency","timeout_s","resume"?}
 //                                       -> connect timings; with "resume": true each client reconnects
 //                                          after any close (as the shipped clients do) and resubscribes
-//                                          with `since` = the last event it holds
+//                                          with `since` = the last event it holds, presenting the
+//                                          latest resume ticket (welcome/ticket) instead of the token
 //   {"cmd":"mark"}                      -> starts a resume phase (closes, gaps, lost/duplicated events)
 //   {"cmd":"phase"}                     -> what the resume clients went through since "mark"
 //   {"cmd":"quiet","idle_ms","max_ms"}  -> waits until no event arrived for idle_ms (drains a step)
@@ -145,7 +146,8 @@ function openOne(cmd, tally) {
 }
 
 function newPhase() {
-  return { at: nowMs(), closes: 0, codes: {}, gaps: [], lastCaughtUp: 0, lost: 0, dup: 0, worst: 0, unrecovered: 0 };
+  const counts = { lost: 0, dup: 0, worst: 0, unrecovered: 0, ticketAdmissions: 0, ticketRefused: 0 };
+  return { at: nowMs(), closes: 0, codes: {}, gaps: [], lastCaughtUp: 0, ...counts };
 }
 
 function backoffMs(client) {
@@ -183,8 +185,16 @@ function subscribeMessage(cmd, client) {
   return JSON.stringify(msg);
 }
 
+/** The shipped clients' credentials: the latest resume ticket alone, else the configured token. */
+function resumeSubprotocols(cmd, client) {
+  const offered = cmd.subprotocols || [];
+  client.ticketOffered = client.ticket !== null;
+  if (!client.ticketOffered) return offered;
+  return [...offered.filter((item) => !item.startsWith("bearer.")), `ticket.${client.ticket}`];
+}
+
 function openResumable(cmd, client, tally, settle) {
-  const ws = new WebSocket(cmd.url, cmd.subprotocols || [], {
+  const ws = new WebSocket(cmd.url, resumeSubprotocols(cmd, client), {
     perMessageDeflate: false,
     skipUTF8Validation: true,
     handshakeTimeout: (cmd.timeout_s || 30) * 1000,
@@ -217,6 +227,11 @@ function openResumable(cmd, client, tally, settle) {
         settle(true);
       }
       caughtUp(client);
+    } else if (msg.type === "welcome") {
+      if (client.ticketOffered) phase.ticketAdmissions++;
+      client.ticket = msg.ticket || null;
+    } else if (msg.type === "ticket") {
+      client.ticket = msg.ticket;
     } else if (msg.type === "reconnect") {
       client.hintMs = msg.retry_after_ms || 0;
     } else if (msg.type === "error") {
@@ -229,6 +244,10 @@ function openResumable(cmd, client, tally, settle) {
   ws.on("close", (code) => {
     closeCodes[code] = (closeCodes[code] || 0) + 1;
     if (client.stopped) return;
+    if (code === 4401 && client.ticketOffered) {
+      client.ticket = null; // as the shipped clients: one more try with the token
+      phase.ticketRefused++;
+    }
     if (!client.subscribedOnce) return settle(false);
     if (!client.closedAt) {
       client.closedAt = nowMs();
@@ -242,6 +261,7 @@ function openResumable(cmd, client, tally, settle) {
 
 function openResumableOnce(cmd, tally) {
   const client = { ws: null, epoch: null, lastSeq: null, target: null, closedAt: 0, attempt: 0, hintMs: 0 };
+  Object.assign(client, { ticket: null, ticketOffered: false });
   clients.push(client);
   return new Promise((resolve) => {
     let settled = false;
@@ -284,6 +304,8 @@ function phaseReport() {
     lost: phase.lost + missing,
     duplicated: phase.dup,
     unrecovered: phase.unrecovered,
+    ticket_admissions: phase.ticketAdmissions,
+    ticket_refused: phase.ticketRefused,
     worst_delay_ms: phase.worst,
     gap_p50_ms: percentileOf(phase.gaps, 50),
     gap_p99_ms: percentileOf(phase.gaps, 99),

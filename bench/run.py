@@ -50,6 +50,8 @@ def resume_rows(prefix: str, name: str) -> list[Row]:
         (f"{name}: lost", f"{prefix}.lost"),
         (f"{name}: duplicated", f"{prefix}.duplicated"),
         (f"{name}: not recovered", f"{prefix}.unrecovered"),
+        (f"{name}: readmitted by ticket", f"{prefix}.ticket_admissions"),
+        (f"{name}: tickets refused (token retried)", f"{prefix}.ticket_refused"),
     ]
 
 

@@ -265,6 +265,7 @@ STREAMING: dict[str, object] = {
             "MAX_PENDING_AUTH_PER_WORKER": int,
             "MAX_PENDING_AUTH_PER_ADDRESS": int,
             "TOKEN_EXPIRY_WARNING": float,
+            "TICKET_SECONDS": float,
             "HEARTBEAT_INTERVAL": float,
             "PRESENCE_TTL": float,
             "DRAIN_SECONDS": float,  # make serve passes it; supervisord's stopwaitsecs must exceed it

@@ -78,6 +78,9 @@ class StreamClient(Incoming):
         self._lost_at: float | None = None
         self._opened_at = 0.0
         self._auth_retried = False
+        #: The latest resume ticket (from welcome, authenticated or ticket); reconnects present it.
+        self._ticket: str | None = None
+        self._ticket_offered = False
 
     async def __aenter__(self) -> StreamClient:
         await self.connect()
@@ -155,6 +158,7 @@ class StreamClient(Incoming):
         self._token = token
         reply = await self._call({"type": p.AUTH, "token": token})
         self.expires_at = reply.get("expires_at")
+        self._ticket = reply.get("ticket") or None
         return self.expires_at
 
     async def events(self) -> AsyncIterator[Event | Reset]:
@@ -182,7 +186,9 @@ class StreamClient(Incoming):
             self._fail_pending(ConnectionLost(f"connection closed ({code}): {reason}"))
             if self.state is State.CLOSED:
                 return
-            if code in p.TERMINAL_CLOSE_CODES and not await self._fresh_token_for(code):
+            if code == p.CLOSE_UNAUTHENTICATED and self._ticket_offered:
+                self._ticket = None  # the token may still be valid: one more try with it
+            elif code in p.TERMINAL_CLOSE_CODES and not await self._fresh_token_for(code):
                 self._stop(code, reason)
                 return
             if self._opened_at and time.monotonic() - self._opened_at >= STABLE_AFTER:
@@ -218,7 +224,11 @@ class StreamClient(Incoming):
         return ws.close_code or 1006, ws.close_reason or ""
 
     def _connect_options(self) -> dict[str, Any]:
+        """Credentials for the next handshake: the resume ticket if we hold one, else the token."""
         offered = [Subprotocol(p.SUBPROTOCOL)]
+        self._ticket_offered = self._ticket is not None
+        if self._ticket is not None:
+            return {"subprotocols": [*offered, Subprotocol(p.TICKET_PREFIX + self._ticket)], **self._options}
         if self.auth_header:
             headers = {"Authorization": f"Bearer {self._token}"}
             return {"subprotocols": offered, "additional_headers": headers, **self._options}

@@ -38,6 +38,8 @@ class Incoming:
         elif kind == p.RECONNECT:
             self._retry_hint = float(msg.get("retry_after_ms") or 0) / 1000
             self._retry_spread = float(msg.get("spread_ms") or 0) / 1000
+        elif kind == p.TICKET:
+            self._ticket = msg["ticket"]
         elif kind == p.TOKEN_EXPIRING:
             self._spawn(self._refresh_from_provider())
         elif msg.get("id") in self._subscribing:
@@ -51,6 +53,7 @@ class Incoming:
 
     async def _on_welcome(self, ws: ClientConnection, msg: dict[str, Any]) -> None:
         self.welcome, self.expires_at = msg, msg.get("expires_at")
+        self._ticket = msg.get("ticket") or None
         self._opened_at, self._auth_retried = time.monotonic(), False
         if self._lost_at is not None:
             took = self._opened_at - self._lost_at

@@ -18,6 +18,7 @@ from streaming.delivery.backend import Backend
 from streaming.delivery.deltas import Deltas
 from streaming.delivery.history import Replay, StreamKey, mark_latest
 from streaming.delivery.presence import Presence
+from streaming.delivery.shared_reads import SharedReads
 from streaming.server.writer import ws_text_frame
 from streaming.wire import messages
 from streaming.wire.protocol import Position
@@ -79,6 +80,8 @@ class Hub:
         self.per_service: dict[str, list[int]] = {}
         #: Who follows the streams of services that share presence (joined by the sessions layer).
         self.presence = Presence(backend)
+        #: Subscribers' history reads, shared while concurrent (a mass resume reads once per position).
+        self.shared_reads = SharedReads(backend)
 
     # Subscribing -----------------------------------------------------------------------------
 
@@ -107,7 +110,7 @@ class Hub:
         if delta:
             stream.deltas.add(sub)
         await stream.ready.wait()
-        replay = await self.backend.replay(key, since_epoch, since_seq, max_bytes)
+        replay = await self.shared_reads.replay(key, since_epoch, since_seq, self.position(key), max_bytes)
         recovered = since_epoch is not None and replay.frames is not None
         if latest and since_epoch is None and replay.seq > 0:
             replay = await self._with_latest(key, replay)
@@ -115,7 +118,7 @@ class Hub:
 
     async def _with_latest(self, key: StreamKey, head: Replay) -> Replay:
         """The head preceded by its newest event, marked; the head alone if history no longer has it."""
-        found = await self.backend.replay(key, head.epoch, head.seq - 1)
+        found = await self.shared_reads.replay(key, head.epoch, head.seq - 1, self.position(key))
         if not found.frames:
             return head
         (seq, payload), *rest = found.frames

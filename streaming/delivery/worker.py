@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from streaming.conf import streaming_settings
 from streaming.delivery.backend import Backend, get_backend
+from streaming.delivery.deadlines import Deadlines
 from streaming.delivery.hub import Hub
 from streaming.delivery.load import LoadMeter
 from streaming.server.daphne import when_serving
@@ -49,6 +50,8 @@ class Worker:
         self.started = time.time()
         self.backend: Backend = get_backend()
         self.hub = Hub(self.backend, loop)
+        #: Every session's timed duties (token expiry warning and close) on one loop timer.
+        self.deadlines = Deadlines(loop)
         self.backend.attach(self.hub)
         self.connections: dict[str, Connection] = {}
         #: (connection, close code, reason) of authenticated sessions gone since the recorder's last flush.

@@ -34,10 +34,11 @@ def ws_text_frame(payload: bytes) -> bytes:
 class Writer(ABC):
     """Common interface; `on_overflow` is called once when the outbound bound is exceeded."""
 
-    overflowed = False
+    __slots__ = ("on_overflow", "overflowed", "bytes_out", "messages_out")
 
     def __init__(self, on_overflow: Callable[[], None]) -> None:
         self.on_overflow = on_overflow
+        self.overflowed = False
         self.bytes_out = 0
         self.messages_out = 0
 
@@ -80,6 +81,8 @@ class DaphneWriter(Writer):
     Unsent bytes live in the transport (`dataBuffer` from `offset`, plus `_tempDataLen`); beyond
     the bound the client is not reading and is cut off.
     """
+
+    __slots__ = ("protocol", "transport", "open_state", "raw", "direct", "limit")
 
     def __init__(self, protocol: Any, on_overflow: Callable[[], None]) -> None:
         super().__init__(on_overflow)

@@ -10,9 +10,11 @@ from datetime import datetime
 from typing import Any
 
 from streaming.conf import streaming_settings
+from streaming.delivery.deadlines import Deadline, Deadlines
 from streaming.delivery.history import StreamKey
 from streaming.server.writer import Writer
 from streaming.services import Principal
+from streaming.sessions import tickets
 from streaming.sessions.auth import Grant
 from streaming.sessions.limits import apply
 from streaming.sessions.ratelimit import TokenBucket
@@ -50,6 +52,7 @@ class Connection:
         "closed_with",
         "user_slot",
         "suspended",
+        "ticket_at",
     )
 
     def __init__(
@@ -71,7 +74,7 @@ class Connection:
         self.invalid_strikes = 0
         #: This connection's limits with live overrides applied (streaming.sessions.limits.apply).
         self.limits: dict[str, float] = {}
-        self.timers: tuple[asyncio.TimerHandle, ...] = ()
+        self.timers: tuple[Deadline, ...] = ()
         self.closing = False
         self.on_close = on_close
         self.messages_in = 0
@@ -88,6 +91,8 @@ class Connection:
         self.user_slot: str | None = None
         #: Streams of disabled services, with the position reached; created when first needed.
         self.suspended: dict[StreamKey, Position | None] | None = None
+        #: When this connection last handed out a resume ticket (monotonic seconds).
+        self.ticket_at = 0.0
         apply(self)
 
     @property
@@ -159,9 +164,25 @@ class Connection:
     # Periodic -------------------------------------------------------------------------------
 
     def heartbeat(self) -> None:
-        """Server ping; not counted as session traffic, so idle sessions cost no recording."""
-        if self.grant is not None and not self.closing:
-            self.writer.write_uncounted(PING_FRAME)
+        """Server ping; not counted as session traffic, so idle sessions cost no recording.
+
+        Every TICKET_SECONDS/2 a fresh resume ticket follows it, so a long-lived connection always
+        holds one that is still valid when it has to reconnect.
+        """
+        if self.grant is None or self.closing:
+            return
+        self.writer.write_uncounted(PING_FRAME)
+        every = streaming_settings.TICKET_SECONDS / 2
+        if every and time.monotonic() - self.ticket_at >= every:
+            ticket = self.issue_ticket()
+            if ticket is not None:
+                self.writer.write_uncounted(encode(messages.ticket(ticket)).encode())
+
+    def issue_ticket(self) -> str | None:
+        """A resume ticket for this connection's grant (None when tickets are off)."""
+        assert self.grant is not None
+        self.ticket_at = time.monotonic()
+        return tickets.issue(self.grant)
 
     def expire(self, grant: Grant) -> None:
         """Timer: close with 4401 if `grant` is still this connection's (not refreshed meanwhile)."""
@@ -175,18 +196,17 @@ class Connection:
         left = grant.expires_at.timestamp() - time.time()
         self.send_message(messages.token_expiring(iso(grant.expires_at), max(0, int(left))))
 
-    def watch_expiry(self) -> None:
-        """Timers for this grant: `token_expiring` ahead of the expiry, and the 4401 close at it."""
+    def watch_expiry(self, deadlines: Deadlines) -> None:
+        """Deadlines for this grant: `token_expiring` ahead of the expiry, and the 4401 close at it."""
         grant = self.grant
         if grant is None:
             return
         self.cancel_timers()
-        loop = asyncio.get_running_loop()
         left = grant.expires_at.timestamp() - time.time()
         ahead = streaming_settings.TOKEN_EXPIRY_WARNING
         self.timers = (
-            loop.call_later(max(0.0, left - ahead), self.warn_expiry, grant),
-            loop.call_later(max(0.0, left) + 0.01, self.expire, grant),
+            deadlines.call_later(max(0.0, left - ahead), self.warn_expiry, grant),
+            deadlines.call_later(max(0.0, left) + 0.01, self.expire, grant),
         )
 
     def _holds(self, grant: Grant) -> bool:

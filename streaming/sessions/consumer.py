@@ -14,7 +14,7 @@ from streaming.bus import audit
 from streaming.conf import streaming_settings
 from streaming.delivery.options import stream_options
 from streaming.delivery.worker import get_worker
-from streaming.server import daphne
+from streaming.server import daphne, lean
 from streaming.server.writer import make_writer
 from streaming.sessions import access, lifecycle, limits, pending, presence, subscriptions, tickets
 from streaming.sessions.auth import AuthError, DatabaseUnavailable, Grant, cached_grant, verify_token
@@ -63,6 +63,8 @@ class StreamConsumer(AsyncConsumer):
         self.conn = conn = Connection(writer, self._closed, shake.remote, shake.origin, shake.user_agent)
         await self.send({"type": "websocket.accept", "subprotocol": shake.subprotocol})
         daphne.adopt_frame_limit(conn.writer)
+        lean.release_handshake(conn.writer, self.scope)
+        daphne.chunk_timeout_sweep(conn.writer)
         if not lifecycle.admit_socket(self.worker, conn):
             return
         if shake.error:
@@ -139,10 +141,10 @@ class StreamConsumer(AsyncConsumer):
             raise ProtocolError(p.FORBIDDEN, "The new token belongs to someone else.", msg_id)
         conn.grant = grant
         limits.apply(conn)
-        conn.watch_expiry()
+        conn.watch_expiry(self.worker.deadlines)
         await drop_disallowed(self.worker, conn)
         services = access.allowed_services(grant.principal)
-        ticket = tickets.issue(grant)
+        ticket = conn.issue_ticket()
         conn.send_message(messages.authenticated(iso(grant.expires_at), services, msg_id, ticket))
 
     # Messages --------------------------------------------------------------------------------

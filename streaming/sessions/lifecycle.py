@@ -12,7 +12,7 @@ import time
 from streaming.bus import audit
 from streaming.conf import streaming_settings
 from streaming.delivery.worker import Worker
-from streaming.sessions import access, drain, pending, tickets
+from streaming.sessions import access, drain, pending
 from streaming.sessions.auth import AuthError, Grant
 from streaming.sessions.connection import Connection, iso
 from streaming.sessions.limits import apply
@@ -91,11 +91,11 @@ async def open_session(worker: Worker, conn: Connection, grant: Grant, msg_id: s
         return False
     conn.connected_at = time.time()
     worker.add(conn)
-    conn.watch_expiry()
+    conn.watch_expiry(worker.deadlines)
     audit.record(audit.Kind.CONNECT, **conn.audit_fields())
     services = access.allowed_services(grant.principal)
     heartbeat = streaming_settings.HEARTBEAT_INTERVAL
-    expires_at, ticket = iso(grant.expires_at), tickets.issue(grant)
+    expires_at, ticket = iso(grant.expires_at), conn.issue_ticket()
     conn.send_message(messages.welcome(conn.session_id, heartbeat, services, expires_at, msg_id, ticket))
     return True
 

@@ -75,6 +75,11 @@ class TokenExpiring(TypedDict):
     expires_in: int
 
 
+class Ticket(TypedDict):
+    type: Literal["ticket"]
+    ticket: str
+
+
 class Event(TypedDict):
     type: Literal["event"]
     service: str
@@ -194,6 +199,10 @@ def reconnect(reason: str, retry_after_ms: int, spread_ms: int = 0) -> Reconnect
 
 def token_expiring(expires_at: str, expires_in: int) -> TokenExpiring:
     return {"type": "token_expiring", "expires_at": expires_at, "expires_in": expires_in}
+
+
+def ticket(value: str) -> Ticket:
+    return {"type": "ticket", "ticket": value}
 
 
 def presence(service: str, topic: str, count: int, users: list[str] | None, msg_id: MsgId = None) -> Presence:

@@ -38,6 +38,7 @@ EVENT = "event"
 ERROR = "error"
 RECONNECT = "reconnect"
 TOKEN_EXPIRING = "token_expiring"
+TICKET = "ticket"
 
 # Error codes carried by `error` messages.
 BAD_REQUEST = "bad_request"

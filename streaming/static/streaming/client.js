@@ -10,6 +10,7 @@ import { Subscription } from "./subscription.js";
 export { ClientClosed, ConnectionLost, ServerError, Subscription };
 export const SUBPROTOCOL = "widgetapp.v1";
 export const BEARER_PREFIX = "bearer.";
+export const TICKET_PREFIX = "ticket.";
 export const TERMINAL_CLOSE_CODES = new Set([4400, 4401, 4403]);
 export const CLOSE_UNAUTHENTICATED = 4401;
 
@@ -85,6 +86,9 @@ export class StreamClient extends EventTarget {
     this._lostAt = null;
     this._openedAt = 0;
     this._authRetried = false;
+    // The latest resume ticket (from welcome, authenticated or ticket): reconnects present it.
+    this._ticket = null;
+    this._ticketOffered = false;
     this._refreshing = null;
     this.transport = "websocket";
     this._failedOpens = 0;
@@ -151,11 +155,7 @@ export class StreamClient extends EventTarget {
   async _open() {
     let ws;
     try {
-      this._token ??= await this._fetchToken(this._authRetried ? "unauthenticated" : "connect");
-      ws =
-        this.transport === "sse"
-          ? new EventSourceSocket(this.options.sse, this._token, this._subs)
-          : new this.WebSocket(this.url, [SUBPROTOCOL, BEARER_PREFIX + this._token]);
+      ws = await this._socket();
     } catch (error) {
       this._stop(CLOSE_UNAUTHENTICATED, `no usable token: ${error.message}`);
       return;
@@ -166,12 +166,24 @@ export class StreamClient extends EventTarget {
     ws.onclose = (event) => this._onClose(ws, event.code, event.reason);
   }
 
+  /** A new socket offering the resume ticket if one is held (websockets only), else the token. */
+  async _socket() {
+    this._ticketOffered = this.transport !== "sse" && this._ticket !== null;
+    if (this._ticketOffered) return new this.WebSocket(this.url, [SUBPROTOCOL, TICKET_PREFIX + this._ticket]);
+    this._token ??= await this._fetchToken(this._authRetried ? "unauthenticated" : "connect");
+    return this.transport === "sse"
+      ? new EventSourceSocket(this.options.sse, this._token, this._subs)
+      : new this.WebSocket(this.url, [SUBPROTOCOL, BEARER_PREFIX + this._token]);
+  }
+
   _onClose(ws, code, reason) {
     if (ws !== this._ws) return;
     this._detach();
     this._failPending(new ConnectionLost(`connection closed (${code}): ${reason}`));
     if (this.state === State.CLOSED) return;
-    if (TERMINAL_CLOSE_CODES.has(code) && !this._mayRetryAuth(code)) {
+    if (code === CLOSE_UNAUTHENTICATED && this._ticketOffered) {
+      this._ticket = null; // the token may still be valid: one more try with it
+    } else if (TERMINAL_CLOSE_CODES.has(code) && !this._mayRetryAuth(code)) {
       this._stop(code, reason);
       return;
     }
@@ -266,6 +278,7 @@ export class StreamClient extends EventTarget {
   async _refresh(token) {
     this._token = token ?? (await this._fetchToken("expiring"));
     const reply = await this._call({ type: "auth", token: this._token });
+    this._ticket = reply.ticket ?? null;
     this._onExpiry(reply.expires_at);
     return this.expiresAt;
   }
@@ -297,6 +310,7 @@ export class StreamClient extends EventTarget {
       this._retryHintMs = Number(msg.retry_after_ms) || 0;
       this._retrySpreadMs = Number(msg.spread_ms) || 0;
     }
+    else if (msg.type === "ticket") this._ticket = msg.ticket;
     else if (msg.type === "token_expiring") this.refresh().catch(reportRefreshFailure);
     else if (msg.type === "subscribed" && msg.id === undefined) this._onUnrequestedSubscribed(msg);
     else this._onReply(msg);
@@ -315,6 +329,7 @@ export class StreamClient extends EventTarget {
 
   _onWelcome(ws, msg) {
     this.welcome = msg;
+    this._ticket = msg.ticket ?? null;
     this._openedAt = Date.now();
     this._authRetried = false;
     if (this._lostAt !== null) {

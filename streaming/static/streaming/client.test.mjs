@@ -256,6 +256,36 @@ test("4401 fetches a fresh token from getToken and reconnects once", async () =>
   assert.equal(client.state, "closed");
 });
 
+test("reconnects present the latest ticket alone; a 4401 on it retries once with the token", async () => {
+  const client = makeClient();
+  const socket = await open(client, { ...WELCOME, ticket: "t1" });
+  socket.receive({ type: "ticket", ticket: "t2" });
+  socket.serverClose(4012, "restart");
+  await until(() => FakeSocket.instances.length === 2);
+  assert.deepEqual(FakeSocket.instances[1].protocols, ["widgetapp.v1", "ticket.t2"]);
+  FakeSocket.instances[1].serverClose(4401, "Ticket expired.");
+  await until(() => FakeSocket.instances.length === 3);
+  assert.deepEqual(FakeSocket.instances[2].protocols, ["widgetapp.v1", "bearer.tok"]);
+  FakeSocket.instances[2].receive({ ...WELCOME, ticket: "t3" });
+  await until(() => client.state === "open");
+  FakeSocket.instances[2].serverClose(1006, "lost");
+  await until(() => FakeSocket.instances.length === 4);
+  assert.deepEqual(FakeSocket.instances[3].protocols, ["widgetapp.v1", "ticket.t3"]);
+});
+
+test("a 4401 on the token after a refused ticket is final", async () => {
+  const client = makeClient();
+  const socket = await open(client, { ...WELCOME, ticket: "t1" });
+  socket.serverClose(1006, "lost");
+  await until(() => FakeSocket.instances.length === 2);
+  FakeSocket.instances[1].serverClose(4401, "Token revoked.");
+  await until(() => FakeSocket.instances.length === 3);
+  FakeSocket.instances[2].serverClose(4401, "Token revoked.");
+  await until(() => client.state === "closed");
+  assert.equal(client.closeCode, 4401);
+  assert.equal(FakeSocket.instances.length, 3);
+});
+
 test("token_expiring triggers getToken and an in-band auth", async () => {
   const client = makeClient({ getToken: async () => "fresh" });
   const socket = await open(client);
@@ -263,8 +293,11 @@ test("token_expiring triggers getToken and an in-band auth", async () => {
   await until(() => socket.lastSent("auth"));
   const auth = socket.lastSent("auth");
   assert.equal(auth.token, "fresh");
-  socket.receive({ type: "authenticated", id: auth.id, expires_at: "2030-01-01T00:15:00Z" });
+  socket.receive({ type: "authenticated", id: auth.id, expires_at: "2030-01-01T00:15:00Z", ticket: "t9" });
   await until(() => client.expiresAt === "2030-01-01T00:15:00Z");
+  socket.serverClose(1006, "lost");
+  await until(() => FakeSocket.instances.at(-1) !== socket);
+  assert.deepEqual(FakeSocket.instances.at(-1).protocols, ["widgetapp.v1", "ticket.t9"]);
 });
 
 test("a server silent for several heartbeats is treated as gone", async () => {
