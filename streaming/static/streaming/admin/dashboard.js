@@ -61,7 +61,7 @@ function render(data) {
   const specs = [
     ...FLEET.map((chart) => fleetChart(chart, data.workers)),
     ...workers.map((worker) => workerChart(worker, data.workers[worker])),
-    ...Object.entries(data.services).map(([name, figures]) => serviceChart(name, figures)),
+    ...Object.entries(data.services).map(([name, figures]) => serviceChart(name, figures, span(data, workers))),
   ].filter(Boolean);
   const fresh = new Map();
   for (const spec of specs) {
@@ -104,9 +104,17 @@ function workerChart(worker, samples) {
     ...axisOf(PER_WORKER[0]) };
 }
 
-function serviceChart(name, figures) {
+/** The time the fleet's samples cover (a quiet service still gets the same x axis, at zero). */
+function span(data, workers) {
+  const first = Math.min(data.now, ...workers.map((w) => data.workers[w].t[0] ?? data.now));
+  return [Math.min(first, data.now - 60), data.now];
+}
+
+function serviceChart(name, figures, [from, to]) {
   const series = PER_SERVICE.map((field) => ({ label: field.label, format: field.format }));
-  const data = [figures.t, ...PER_SERVICE.map((field) => figures[field.field] ?? [])];
+  const quiet = !figures.t.length;
+  const t = quiet ? [from, to] : figures.t;
+  const data = [t, ...PER_SERVICE.map((field) => (quiet ? [0, 0] : figures[field.field] ?? []))];
   const subscribed = formatCount(figures.subscribed_sessions ?? 0, "session");
   return { id: `service-${name}`, group: "services", title: `Service ${name} (${subscribed} subscribed now)`,
     series, data, ...axisOf(PER_SERVICE[0]) };
