@@ -137,6 +137,12 @@ def server(daphne_factory, server_env) -> DaphneProcess:
 
 
 @pytest.fixture
+def two_workers(daphne_factory, server_env) -> tuple[DaphneProcess, DaphneProcess]:
+    """Two real daphne workers sharing this test's database, Redis and control bus."""
+    return daphne_factory(server_env), daphne_factory(server_env)
+
+
+@pytest.fixture
 def daphne_factory(tmp_path) -> Iterator:
     """Start real daphne workers; all are stopped at the end of the test."""
     started: list[DaphneProcess] = []
@@ -170,7 +176,7 @@ def _close_stray_connections(django_db_setup, django_db_blocker) -> Iterator[Non
 
 
 #: Fixtures that start processes, and fixtures that need PostgreSQL/Redis (not the embedded default).
-PROCESS_FIXTURES = {"daphne_factory", "server", "site", "throwaway_redis", "cluster", "served"}
+PROCESS_FIXTURES = {"daphne_factory", "server", "two_workers", "site", "throwaway_redis", "cluster", "served"}
 SERVICE_FIXTURES = {"redis_prefix", "server_env"}
 
 

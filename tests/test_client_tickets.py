@@ -12,17 +12,11 @@ import websockets
 from asgiref.sync import sync_to_async
 from oauth2_provider.models import AccessToken
 
-from accounts.models import User
 from streaming.client import State, StreamClient
 from tests.servers import DaphneProcess
-from tests.streaming_helpers import make_user, token_for
+from tests.streaming_helpers import token_for
 
 FAST = {"STREAMING_DRAIN_SECONDS": "0.3"}
-
-
-@pytest.fixture
-def alice(db) -> User:
-    return make_user("alice")
 
 
 async def _until(condition: Callable[[], bool], timeout: float = 20.0) -> None:

@@ -20,16 +20,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def two_workers(daphne_factory, server_env):
-    return daphne_factory(server_env), daphne_factory(server_env)
-
-
-@pytest.fixture
-def alice(db) -> User:
-    return make_user("alice")
-
-
-@pytest.fixture
 def bob(db) -> User:
     return make_user("bob")
 

@@ -12,7 +12,6 @@ from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from oauth2_provider.models import AccessToken
 
-from accounts.models import User
 from accounts.signals import token_rotation
 from streaming import signals
 from streaming.bus import control
@@ -24,11 +23,6 @@ from tests.streaming_helpers import http_publish, make_user, open_session, recv,
 from tests.test_security import call, close_code, connect, welcomed
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def alice(db) -> User:
-    return make_user("alice")
 
 
 async def test_silent_sockets_are_capped_per_address_and_real_clients_still_get_in(

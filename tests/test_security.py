@@ -407,11 +407,6 @@ async def test_slow_reader_is_cut_off_before_server_memory_grows(daphne_factory,
 # Live authorisation ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def two_workers(daphne_factory, server_env):
-    return daphne_factory(server_env), daphne_factory(server_env)
-
-
 async def _timed_close(ws) -> tuple[int, list[dict], float]:
     started = time.monotonic()
     code, seen = await close_code(ws)

@@ -12,11 +12,10 @@ import websockets
 from asgiref.sync import sync_to_async
 from oauth2_provider.models import AccessToken
 
-from accounts.models import User
 from streaming.services import Principal
 from streaming.sessions import tickets
 from streaming.sessions.auth import AuthError, Grant
-from tests.streaming_helpers import make_user, token_for
+from tests.streaming_helpers import token_for
 
 HOUR = 3600.0
 
@@ -106,16 +105,6 @@ def test_no_tickets_when_disabled(settings):
 
 
 # Against real workers ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def two_workers(daphne_factory, server_env):
-    return daphne_factory(server_env), daphne_factory(server_env)
-
-
-@pytest.fixture
-def alice(db) -> User:
-    return make_user("alice")
 
 
 async def _welcome(server, credential: str) -> tuple[websockets.ClientConnection, dict]:
